@@ -1,0 +1,344 @@
+"""Public functions: validate -> normalise -> compose layers -> dispatch to a backend.
+
+The LSTM math lives in the backends' kernels; this module only moves arrays
+into the kernels' layout (docs/backends.md), runs layers and directions in
+order, and puts results back into the caller's layout.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as v
+from .params import LSTMGrads, LSTMParams
+
+__all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available", "LSTMCache"]
+
+_MATH_DOC = r"""
+    For each layer, direction and time step, with the gate blocks of the
+    weights stacked in the order i, f, g, o:
+
+    .. math::
+
+        z_t &= W_{ih} x_t + W_{hh} h_{t-1} + b \\
+        i_t &= \sigma(z_i),\; f_t = \sigma(z_f),\; g_t = \tanh(z_g),\; o_t = \sigma(z_o) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t)
+
+    ======================  =====================================================
+    symbol                  meaning
+    ======================  =====================================================
+    :math:`x_t`             input at step t, (I,) (layer l > 0: the layer below's h)
+    :math:`h_t, c_t`        hidden and cell state, (H,)
+    :math:`W_{ih}, W_{hh}`  ``params.W_ih`` (4H, I), ``params.W_hh`` (4H, H)
+    :math:`b`               ``params.b`` (4H,) = torch's ``bias_ih + bias_hh``
+    :math:`\sigma`          logistic sigmoid; :math:`\odot` element-wise product
+    ======================  =====================================================
+"""
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    x : array_like, shape (B, T, I), (T, B, I) if ``time_major``, or (T, I)
+        Input sequences. A 2-D ``x`` is one unbatched sequence.
+    params : LSTMParams or sequence of layers
+        One layer's weights, or a stack: a sequence of layers, each a tuple of
+        one LSTMParams (unidirectional) or two (forward, reverse).
+    h0, c0 : array_like, optional
+        Initial hidden and cell state (zeros if None): (B, H) for one
+        LSTMParams, (L*D, B, H) for a stack of L layers with D directions
+        (PyTorch's order); (H,) / (L*D, H) for unbatched input.
+    lengths : array_like of int, shape (B,), optional
+        Valid steps of each sequence, 0 <= lengths[b] <= T. Steps
+        t >= lengths[b] are padding: y is 0 there and the final state is the
+        state after the last valid step.
+    reverse : bool
+        Read every sequence from its last valid step back to step 0 (one
+        LSTMParams only; stacks take their directions from the layers). y keeps
+        the input's time positions.
+    time_major : bool
+        ``x`` and ``y`` are (T, B, features).
+    backend : {"cpu", "cuda"}
+        Where the kernels run.
+    check_finite : bool
+        Reject NaN and Inf in x, params, h0 and c0 (as scipy.linalg does).
+"""
+
+
+class LSTMCache(NamedTuple):
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
+
+    Per layer and direction the gate activations (T, B, 4H) and cell states
+    (T, B, H) in the compute dtype, plus the layer's input: for one layer
+    ``T*B*(5H + I)`` numbers beyond the weights, e.g. 8 MB for
+    (B, T, I, H) = (32, 100, 32, 128) in float64.
+    """
+
+    backend: str
+    layers: list          # per layer, per direction: (x, (W_ih, W_hh, b), h0, c0, gates, cells, backwards)
+    lengths: np.ndarray   # sorted, int64
+    order: object         # batch permutation or None
+    single: bool
+    unbatched: bool
+    time_major: bool
+    on_device: bool
+    dtype: np.dtype
+    shapes: tuple         # (B, T, I, H, L, D)
+
+
+def _backend(name):
+    name = v.backend_name(name)
+    if name == "cpu":
+        from . import cpu
+        return cpu
+    from . import cuda
+    cuda.require()
+    return cuda
+
+
+def cuda_available():
+    """True when the CUDA backend can run here (numba-cuda installed and a GPU found).
+
+    Never raises; ``nblstm.cuda.available()`` also gives the reason when not.
+    """
+    try:
+        from . import cuda
+    except ImportError:
+        return False
+    return cuda.available()[0]
+
+
+def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, keep_cache):
+    be = _backend(backend)
+    reverse = v.flag("reverse", reverse)
+    time_major = v.flag("time_major", time_major)
+    check_finite = v.flag("check_finite", check_finite)
+    layers, single, I, H, D = v.stack(params, be)
+    L = len(layers)
+    if reverse and not single:
+        v.fail("reverse", "False with a stack (its layers give the directions)", "True")
+    x = v.array("x", x, be)
+    x3, unbatched, B, T = v.input_x(x, I, time_major)
+    dtype = v.compute_dtype([x.dtype] + [a.dtype for layer in layers for p in layer for a in p])
+    on_device = be.is_device(x)
+    state_shape = (B, H) if single else (L * D, B, H)
+    user_state_shape = state_shape[:-2] + (H,) if unbatched else state_shape
+    states = []
+    for name, s in (("h0", h0), ("c0", c0)):
+        if s is not None:
+            s = v.state(name, s, user_state_shape, be)
+        states.append(s)
+    lengths = v.lengths_array(lengths, B, T, unbatched)
+    if check_finite:
+        v.finite("x", x, be)
+        for l, layer in enumerate(layers):
+            for d, p in enumerate(layer):
+                for field, a in zip(LSTMParams._fields, p):
+                    v.finite(f"params.{field}" if single else f"params[{l}][{d}].{field}", a, be)
+        for name, s in zip(("h0", "c0"), states):
+            if s is not None:
+                v.finite(name, s, be)
+
+    order = None
+    if lengths is None:
+        lengths = np.full(B, T, np.int64)
+    elif B > 1 and np.any(np.diff(lengths) > 0):
+        order = np.argsort(-lengths, kind="stable")
+        lengths = np.ascontiguousarray(lengths[order])
+    xt = be.to_internal(x3, order, time_major or unbatched, dtype)
+    h0t, c0t = (_state_in(be, s, order, unbatched, single, L * D, B, H, dtype) for s in states)
+    h_n = be.empty((L * D, B, H), dtype)
+    c_n = be.empty((L * D, B, H), dtype)
+    cache_layers = []
+    inp = xt
+    for l, layer in enumerate(layers):
+        y = be.empty((T, B, D * H), dtype)
+        directions = []
+        for d, p in enumerate(layer):
+            k = l * D + d
+            W_ih, W_hh, b = (be.copy_as(a, dtype) for a in p)
+            gates = be.empty((T, B, 4 * H), dtype) if keep_cache else None
+            cells = be.empty((T, B, H), dtype) if keep_cache else None
+            backwards = d == 1 or reverse
+            y_dir = y[:, :, d * H:(d + 1) * H]
+            if backwards:
+                x_dir = be.empty(inp.shape, dtype)
+                be.reverse_sequences(inp, lengths, x_dir)
+                y_steps = be.empty((T, B, H), dtype)
+            else:
+                x_dir, y_steps = inp, y_dir
+            be.forward_layer(x_dir, W_ih, W_hh, b, h0t[k], c0t[k], lengths,
+                             y_steps, h_n[k], c_n[k], gates, cells)
+            if backwards:
+                be.reverse_sequences(y_steps, lengths, y_dir)
+            if keep_cache:
+                directions.append((x_dir, (W_ih, W_hh, b), h0t[k], c0t[k], gates, cells, backwards))
+        cache_layers.append(directions)
+        inp = y
+
+    y = _seq_out(be, inp, order, time_major, unbatched, on_device)
+    h_n, c_n = (_state_out(be, s, order, unbatched, single, on_device) for s in (h_n, c_n))
+    cache = None
+    if keep_cache:
+        cache = LSTMCache(backend, cache_layers, lengths, order, single, unbatched, time_major,
+                          on_device, dtype, (B, T, I, H, L, D))
+    return y, (h_n, c_n), cache
+
+
+def _state_in(be, s, order, unbatched, single, LD, B, H, dtype):
+    """User state -> (L*D, B, H) in sorted batch order; zeros when None."""
+    if s is None:
+        return be.zeros((LD, B, H), dtype)
+    if single:
+        s = s[None]
+    if unbatched:
+        s = s[:, None, :]
+    return be.to_internal(s, order, True, dtype)
+
+
+def _state_out(be, s, order, unbatched, single, on_device):
+    s = be.from_internal(s, order, True, on_device)
+    if unbatched:
+        s = s[:, 0]
+    return s[0] if single else s
+
+
+def _seq_out(be, a, order, time_major, unbatched, on_device):
+    if unbatched:
+        return be.from_internal(a, None, True, on_device)[:, 0]
+    return be.from_internal(a, order, time_major, on_device)
+
+
+def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
+         backend="cpu", check_finite=True):
+    return _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, False)[:2]
+
+
+def lstm_forward(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
+                 backend="cpu", check_finite=True):
+    return _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, True)
+
+
+lstm.__doc__ = f"""Run an LSTM over a batch of sequences (inference: keeps nothing for backward).
+{_MATH_DOC}{_PARAMS_DOC}
+    Returns
+    -------
+    y : ndarray, shape (B, T, D*H), (T, B, D*H) if ``time_major``, or (T, D*H)
+        h_t of the last layer at every valid step ([forward | reverse] for
+        D = 2 directions), exactly 0 at padded steps.
+    (h_n, c_n) : tuple of ndarray, the shape of ``h0``
+        State after each sequence's last valid step.
+
+    Examples
+    --------
+    >>> import numpy as np, nblstm
+    >>> params = nblstm.init_params(3, 5, seed=0)
+    >>> y, (h_n, c_n) = nblstm.lstm(np.ones((2, 7, 3)), params)
+    >>> y.shape, h_n.shape
+    ((2, 7, 5), (2, 5))
+"""
+
+lstm_forward.__doc__ = f"""Run an LSTM and keep what :func:`lstm_backward` needs.
+{_MATH_DOC}{_PARAMS_DOC}
+    Returns
+    -------
+    y, (h_n, c_n)
+        As :func:`lstm`.
+    cache : LSTMCache
+        Gate activations and cell states of every layer and direction
+        (T*B*5H numbers each) plus each layer's input, for :func:`lstm_backward`.
+"""
+
+
+def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
+    """Backpropagation through time: gradients of a scalar loss L.
+
+    .. math::
+
+        \\frac{\\partial L}{\\partial z_t} \\text{ from } \\frac{\\partial L}{\\partial h_t},
+        \\frac{\\partial L}{\\partial c_t}; \\quad
+        \\frac{\\partial L}{\\partial W_{ih}} = \\sum_t \\frac{\\partial L}{\\partial z_t} x_t^T, \\;
+        \\frac{\\partial L}{\\partial W_{hh}} = \\sum_t \\frac{\\partial L}{\\partial z_t} h_{t-1}^T, \\;
+        \\frac{\\partial L}{\\partial b} = \\sum_t \\frac{\\partial L}{\\partial z_t}
+
+    Parameters
+    ----------
+    cache : LSTMCache
+        Third result of :func:`lstm_forward`.
+    dy : array_like, the shape of y, optional
+        dL/dy (None = 0). Values at padded steps are ignored.
+    dh_n, dc_n : array_like, the shape of h_n / c_n, optional
+        dL/dh_n and dL/dc_n (None = 0).
+
+    Returns
+    -------
+    LSTMGrads
+        ``dx`` (x's shape; exactly 0 at padded steps), ``dparams`` (nested
+        like ``params``), ``dh0``, ``dc0`` (the state's shape). Compute dtype.
+    """
+    if not isinstance(cache, LSTMCache):
+        v.fail("cache", "the LSTMCache returned by lstm_forward", type(cache).__name__, TypeError)
+    be = _backend(cache.backend)
+    B, T, I, H, L, D = cache.shapes
+    dtype, order, lengths = cache.dtype, cache.order, cache.lengths
+    if cache.unbatched:
+        y_shape = (T, D * H)
+    else:
+        y_shape = (T, B, D * H) if cache.time_major else (B, T, D * H)
+    state_shape = (L * D, B, H)
+    user_state = state_shape[1:] if cache.single else state_shape
+    if cache.unbatched:
+        user_state = user_state[:-2] + (H,)
+    dy = v.gradient("dy", dy, y_shape, be)
+    dh_n = v.gradient("dh_n", dh_n, user_state, be)
+    dc_n = v.gradient("dc_n", dc_n, user_state, be)
+
+    if dy is None:
+        dy_t = be.zeros((T, B, D * H), dtype)
+    elif cache.unbatched:
+        dy_t = be.to_internal(dy[:, None, :], None, True, dtype)
+    else:
+        dy_t = be.to_internal(dy, order, cache.time_major, dtype)
+    dh_t, dc_t = (_state_in(be, g, order, cache.unbatched, cache.single, L * D, B, H, dtype)
+                  for g in (dh_n, dc_n))
+    dh0 = be.empty((L * D, B, H), dtype)
+    dc0 = be.empty((L * D, B, H), dtype)
+    dparams = [None] * L
+    for l in range(L - 1, -1, -1):
+        directions = cache.layers[l]
+        dinp = None
+        grads = []
+        for d, (x_dir, (W_ih, W_hh, b), h0, c0, gates, cells, backwards) in enumerate(directions):
+            k = l * D + d
+            dy_dir = dy_t[:, :, d * H:(d + 1) * H]
+            if backwards:
+                dy_steps = be.empty((T, B, H), dtype)
+                be.reverse_sequences(dy_dir, lengths, dy_steps)
+            else:
+                dy_steps = dy_dir
+            dx = be.empty(x_dir.shape, dtype)
+            dW_ih, dW_hh, db = be.empty(W_ih.shape, dtype), be.empty(W_hh.shape, dtype), be.empty(b.shape, dtype)
+            be.backward_layer(x_dir, W_ih, W_hh, h0, c0, lengths, gates, cells, dy_steps,
+                              dh_t[k], dc_t[k], dx, dW_ih, dW_hh, db, dh0[k], dc0[k])
+            if backwards:
+                dx_time = be.empty(x_dir.shape, dtype)
+                be.reverse_sequences(dx, lengths, dx_time)
+                dx = dx_time
+            if dinp is None:
+                dinp = dx
+            else:
+                be.add(dinp, dx, dinp)
+            grads.append(LSTMParams(*(be.to_user(g, cache.on_device) for g in (dW_ih, dW_hh, db))))
+        dparams[l] = tuple(grads)
+        dy_t = dinp
+
+    if cache.unbatched:
+        dx = be.from_internal(dy_t, None, True, cache.on_device)[:, 0]
+    else:
+        dx = be.from_internal(dy_t, order, cache.time_major, cache.on_device)
+    dh0, dc0 = (_state_out(be, s, order, cache.unbatched, cache.single, cache.on_device)
+                for s in (dh0, dc0))
+    dparams = dparams[0][0] if cache.single else tuple(dparams)
+    return LSTMGrads(dx, dparams, dh0, dc0)

@@ -1,0 +1,44 @@
+"""Moving data between the user's layout and the CPU kernels' layout."""
+import numpy as np
+from numba import prange
+
+from .._jit import kernel
+
+
+def to_internal(a, order, time_major, dtype):
+    """(B, T, F) or (T, B, F) -> new C-contiguous (T, B, F), batch permuted by ``order``."""
+    tm = a if time_major else a.swapaxes(0, 1)
+    if order is not None:
+        tm = tm[:, order]
+    return np.array(tm, dtype=dtype, order="C", copy=True)
+
+
+def from_internal(a, order, time_major, on_device=False):
+    """Inverse of :func:`to_internal`: (T, B, F) in sorted order -> the user's layout."""
+    if order is not None:
+        unsorted = np.empty_like(a)
+        unsorted[:, order] = a
+        a = unsorted
+    return a if time_major else np.ascontiguousarray(a.swapaxes(0, 1))
+
+
+@kernel(parallel=True)
+def reverse_sequences(src, lengths, out):
+    """out[t, b] = src[lengths[b] - 1 - t, b] for t < lengths[b], else 0.
+
+    Parameters
+    ----------
+    src : ndarray, shape (T, B, F)
+    lengths : ndarray of int64, shape (B,)
+    out : ndarray, shape (T, B, F), distinct from ``src`` (may be a strided view)
+    """
+    T, B, F = src.shape
+    for b in prange(B):
+        n = lengths[b]
+        for t in range(T):
+            if t < n:
+                for k in range(F):
+                    out[t, b, k] = src[n - 1 - t, b, k]
+            else:
+                for k in range(F):
+                    out[t, b, k] = 0
