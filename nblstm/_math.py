@@ -2,12 +2,21 @@
 
 These are plain Python functions. ``nblstm.cpu`` compiles them with
 ``numba.njit`` and ``nblstm.cuda`` with ``numba.cuda.jit(device=True)``; the
-NumPy reference applies the same formulas to arrays. Constants are made with
-:func:`one_like` so that float32 math stays float32 on both targets (a bare
-literal ``1.0`` would promote it to float64).
+NumPy reference (the independent oracle) writes the same formulas on arrays.
 
-Derivatives are written in terms of the activation's *output*, which is what
-the forward pass stores:
+Two primitives have a compiled implementation of their own (``@overload``),
+while their plain-Python body stays the definition (and is what the CUDA
+simulator runs):
+
+- :func:`one_like` gives 1 in the type of its argument, so float32 math stays
+  float32 (a bare ``1.0`` literal would promote it to float64);
+- :func:`exp_neg` is exp(-a) for a >= 0 as a branch-free polynomial, so that
+  LLVM vectorises the gate loops: numba's ``math.exp`` is a scalar libm call,
+  and it made the element-wise gate update cost as much as the matrix products.
+
+sigmoid and tanh are built on exp(-|z|), which cannot overflow. Derivatives are
+written in terms of the activation's *output*, which is what the forward pass
+stores:
 
 .. math::
 
@@ -16,8 +25,9 @@ the forward pass stores:
 """
 import math
 
+from llvmlite import ir
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 
 def one_like(z):
@@ -37,22 +47,79 @@ def _one_like_overload(z):
     return None
 
 
-def sigmoid(z):
-    """Logistic sigmoid, finite and warning-free for any finite ``z``.
+def exp_neg(a):
+    """exp(-a) for a >= 0 (0 once it underflows)."""
+    return math.exp(-a)
 
-    exp is only ever taken of a non-positive number, so it cannot overflow:
-    sigma(z) = 1 / (1 + e^-z) for z >= 0 and e^z / (1 + e^z) for z < 0.
-    """
+
+# exp(-a) = 2**-n * exp(r), n = round(a / ln 2), r = n ln2 - a in [-ln2/2, ln2/2];
+# exp(r) by its Taylor series, which is within 1 ulp at these degrees; 2**-n is
+# built from its exponent bits. Above the cut-off exp(-a) is below the smallest
+# normal number and the result is 0.
+_EXP = {
+    64: dict(degree=13, cutoff=708.0, bias=1023, mantissa=52, ln2_hi=0.693147180369123816490,
+             ln2_lo=1.90821492927058770002e-10),
+    32: dict(degree=7, cutoff=87.0, bias=127, mantissa=23, ln2_hi=0.693145751953125,
+             ln2_lo=1.428606765330187045e-06),
+}
+
+
+@intrinsic
+def _pow2_neg(typingctx, n, like):
+    """2**-n in the float type of ``like``, for an integer 0 <= n < bias."""
+    if not (isinstance(n, types.Integer) and isinstance(like, types.Float)):
+        return None
+    spec = _EXP[like.bitwidth]
+
+    def codegen(context, builder, signature, args):
+        int_type = ir.IntType(like.bitwidth)
+        exponent = builder.sub(int_type(spec["bias"]), builder.trunc(args[0], int_type)
+                               if n.bitwidth > like.bitwidth else builder.sext(args[0], int_type))
+        bits = builder.shl(exponent, int_type(spec["mantissa"]))
+        return builder.bitcast(bits, context.get_value_type(like))
+
+    return like(n, like), codegen
+
+
+@overload(exp_neg, target="generic")
+def _exp_neg_overload(a):
+    if not isinstance(a, types.Float):
+        return None
+    spec = _EXP[a.bitwidth]
+    float_type = a
+    # 1/k! for k = degree .. 0, for Horner's scheme
+    inverse_factorials = tuple(1.0 / math.factorial(k) for k in range(spec["degree"], -1, -1))
+    cutoff, ln2_hi, ln2_lo = spec["cutoff"], spec["ln2_hi"], spec["ln2_lo"]
+    log2e = 1.0 / math.log(2.0)
+
+    def impl(a):
+        big = a > float_type(cutoff)
+        a = min(a, float_type(cutoff))
+        k = int(a * float_type(log2e) + float_type(0.5))   # round; a >= 0 so truncation is floor
+        n = float_type(k)
+        r = (n * float_type(ln2_hi) - a) + n * float_type(ln2_lo)
+        p = float_type(0)
+        for c in inverse_factorials:        # unrolled: the tuple's length is a constant
+            p = p * r + float_type(c)
+        result = p * _pow2_neg(k, a)
+        return float_type(0) if big else result
+
+    return impl
+
+
+def sigmoid(z):
+    """Logistic sigmoid: 1 / (1 + e^-z) for z >= 0, e^z / (1 + e^z) for z < 0."""
     one = one_like(z)
-    e = math.exp(-abs(z))
-    if z >= 0:
-        return one / (one + e)
-    return e / (one + e)
+    e = exp_neg(abs(z))
+    return (one if z >= 0 else e) / (one + e)
 
 
 def tanh(z):
-    """Hyperbolic tangent (saturates to +-1, never overflows)."""
-    return math.tanh(z)
+    """Hyperbolic tangent as sign(z) (1 - e^-2|z|) / (1 + e^-2|z|)."""
+    one = one_like(z)
+    e = exp_neg(abs(z) + abs(z))
+    t = (one - e) / (one + e)
+    return t if z >= 0 else -t
 
 
 def dsigmoid_from_output(s):

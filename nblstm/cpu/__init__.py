@@ -13,7 +13,7 @@ from . import backward as _backward
 from . import forward as _forward
 from .layout import from_internal, reverse_sequences, to_internal
 
-__all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user",
+__all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
            "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
            "forward_layer", "backward_layer"]
 
@@ -35,7 +35,7 @@ class CPUConfig:
         Elements of the inference input-projection buffer (bounds memory for long T).
     """
 
-    blas_min_work: int = 1 << 62
+    blas_min_work: int = 0
     min_unit_block: int = 16
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
@@ -78,6 +78,10 @@ def copy_as(a, dtype):
 
 def to_user(a, on_device=False):
     return a
+
+
+def expand_dims(a, axis):
+    return np.expand_dims(a, axis)
 
 
 def add(a, b, out):

@@ -140,7 +140,10 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         _recurrence_backward(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ, h_prev,
                              use_blas, unit_block)
     dZ_flat = dZ.reshape(T * B, 4 * H)
-    np.dot(dZ_flat.T, x.reshape(T * B, I), out=dW_ih)      # dW_ih = Σ_t dz_t x_tᵀ
-    np.dot(dZ_flat.T, h_prev.reshape(T * B, H), out=dW_hh)  # dW_hh = Σ_t dz_t h_{t-1}ᵀ
-    np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
-    np.dot(dZ_flat, W_ih, out=dx.reshape(T * B, I))         # dx_t = W_ihᵀ dz_t
+    # With check_finite=False a non-finite input is the caller's choice: it propagates
+    # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
+    with np.errstate(all="ignore"):
+        np.dot(dZ_flat.T, x.reshape(T * B, I), out=dW_ih)      # dW_ih = Σ_t dz_t x_tᵀ
+        np.dot(dZ_flat.T, h_prev.reshape(T * B, H), out=dW_hh)  # dW_hh = Σ_t dz_t h_{t-1}ᵀ
+        np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
+        np.dot(dZ_flat, W_ih, out=dx.reshape(T * B, I))         # dx_t = W_ihᵀ dz_t

@@ -29,7 +29,8 @@ def _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
     ----------
     zx : ndarray, shape (Tc, B, 4H)
         ``W_ih x_t + b`` for the chunk's steps; overwritten with the gate
-        activations ``[i f g o]`` (the cache, when ``keep_cache``).
+        activations ``[i f g o]`` (which are the cache when ``zx`` is a slice
+        of ``gates``).
     t0 : int
         Time index of ``zx[0]``.
     W_hhT : ndarray, shape (H, 4H)
@@ -87,25 +88,30 @@ def _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
                     for q in range(4):
                         for j in range(q * H + j0, q * H + j1):
                             z[j] += w[j] * hk
+            # activations in place, one gate block at a time: loops over one array vectorise
             for j in range(j0, j1):
-                i = sigmoid(z[j])                              # i = σ(z_i)
-                f = sigmoid(z[H + j])                          # f = σ(z_f)
-                g = tanh(z[2 * H + j])                         # g = tanh(z_g)
-                o = sigmoid(z[3 * H + j])                      # o = σ(z_o)
-                c = f * c_state[r, j] + i * g                  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                h = o * tanh(c)                                # h_t = o ⊙ tanh(c_t)
-                c_state[r, j] = c
-                hn[r, j] = h
-                y[t, r, j] = h
-                if keep_cache:
-                    z[j] = i
-                    z[H + j] = f
-                    z[2 * H + j] = g
-                    z[3 * H + j] = o
-                    cells[t, r, j] = c
-                if last_step[r] == t:
-                    h_n[r, j] = h
-                    c_n[r, j] = c
+                z[j] = sigmoid(z[j])                           # i = σ(z_i)
+            for j in range(H + j0, H + j1):
+                z[j] = sigmoid(z[j])                           # f = σ(z_f)
+            for j in range(2 * H + j0, 2 * H + j1):
+                z[j] = tanh(z[j])                              # g = tanh(z_g)
+            for j in range(3 * H + j0, 3 * H + j1):
+                z[j] = sigmoid(z[j])                           # o = σ(z_o)
+            c_row = c_state[r]
+            h_row = hn[r]
+            for j in range(j0, j1):
+                c_row[j] = z[H + j] * c_row[j] + z[j] * z[2 * H + j]   # c_t = f ⊙ c_{t-1} + i ⊙ g
+            for j in range(j0, j1):
+                h_row[j] = z[3 * H + j] * tanh(c_row[j])       # h_t = o ⊙ tanh(c_t)
+            for j in range(j0, j1):
+                y[t, r, j] = h_row[j]
+            if keep_cache:
+                for j in range(j0, j1):
+                    cells[t, r, j] = c_row[j]
+            if last_step[r] == t:
+                for j in range(j0, j1):
+                    h_n[r, j] = h_row[j]
+                    c_n[r, j] = c_row[j]
         for r in prange(n, B):                                 # finished rows: y is 0
             for j in range(H):
                 y[t, r, j] = 0
