@@ -192,9 +192,9 @@ def _state_in(be, s, order, unbatched, single, LD, B, H, dtype):
     if s is None:
         return be.zeros((LD, B, H), dtype)
     if single:
-        s = s[None]
+        s = be.expand_dims(s, 0)
     if unbatched:
-        s = s[:, None, :]
+        s = be.expand_dims(s, 1)
     return be.to_internal(s, order, True, dtype)
 
 
@@ -298,7 +298,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     if dy is None:
         dy_t = be.zeros((T, B, D * H), dtype)
     elif cache.unbatched:
-        dy_t = be.to_internal(dy[:, None, :], None, True, dtype)
+        dy_t = be.to_internal(be.expand_dims(dy, 1), None, True, dtype)
     else:
         dy_t = be.to_internal(dy, order, cache.time_major, dtype)
     dh_t, dc_t = (_state_in(be, g, order, cache.unbatched, cache.single, L * D, B, H, dtype)

@@ -68,8 +68,9 @@ def layer_params(name, p, backend):
     if W_hh.ndim != 2 or W_hh.shape[0] != 4 * W_hh.shape[1] or W_hh.shape[1] == 0:
         fail(f"{name}.W_hh", "shape (4*H, H) with H >= 1", f"shape {tuple(W_hh.shape)}")
     H = W_hh.shape[1]
-    if W_ih.ndim != 2 or W_ih.shape[0] != 4 * H:
-        fail(f"{name}.W_ih", f"shape ({4 * H}, I) to match W_hh's H={H}", f"shape {tuple(W_ih.shape)}")
+    if W_ih.ndim != 2 or W_ih.shape[0] != 4 * H or W_ih.shape[1] == 0:
+        fail(f"{name}.W_ih", f"shape ({4 * H}, I) with I >= 1 to match W_hh's H={H}",
+             f"shape {tuple(W_ih.shape)}")
     if tuple(b.shape) != (4 * H,):
         fail(f"{name}.b", f"shape ({4 * H},) to match W_hh's H={H}", f"shape {tuple(b.shape)}")
     return (W_ih, W_hh, b), (W_ih.shape[1], H)
@@ -125,7 +126,7 @@ def input_x(x, input_size, time_major):
     if x.ndim not in (2, 3):
         layout = "(T, B, I)" if time_major else "(B, T, I)"
         fail("x", f"a 3-D array {layout} or a 2-D array (T, I)", f"{x.ndim}-D array of shape {tuple(x.shape)}")
-    if x.shape[-1] != input_size:
+    if tuple(x.shape)[-1] != input_size:
         fail("x", f"{input_size} features in the last axis (W_ih has shape (4H, {input_size}))",
              f"shape {tuple(x.shape)}")
     unbatched = x.ndim == 2
@@ -152,7 +153,8 @@ def lengths_array(lengths, B, T, unbatched):
         arr = np.asarray(lengths)
     except (TypeError, ValueError):
         fail("lengths", "an integer array-like", type(lengths).__name__, TypeError)
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+        # np.asarray([]) is float64; an empty list is a fine set of lengths for B = 0
         fail("lengths", "an integer array", f"dtype {arr.dtype}", TypeError)
     if unbatched and arr.ndim == 0:
         arr = arr.reshape(1)

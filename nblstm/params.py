@@ -109,3 +109,176 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     b = rng.uniform(-bound, bound, 4 * H)
     b[H:2 * H] += forget_bias
     return LSTMParams(W_ih.astype(dtype), W_hh.astype(dtype), b.astype(dtype))
+
+
+def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
+               dtype=np.float64, seed=None, forget_bias=1.0):
+    """Random weights for a stack of LSTM layers, as ``torch.nn.LSTM`` lays them out.
+
+    Each layer and direction is drawn by :func:`init_params` from one
+    ``numpy.random.Generator`` made from ``seed``, layer by layer, forward
+    before reverse, so a seed gives the same stack on every machine.
+
+    Parameters
+    ----------
+    input_size : int
+        I, features per time step of the input to layer 0.
+    hidden_size : int
+        H, the hidden and cell size of every layer.
+    num_layers : int
+        L, the number of layers.
+    bidirectional : bool
+        Two directions (forward, reverse) per layer if True, else one.
+    dtype : {np.float64, np.float32}
+        dtype of the arrays.
+    seed : None, int or numpy.random.Generator
+        Source of randomness.
+    forget_bias : float
+        Added to the forget-gate block ``b[H:2H]`` of every layer and direction.
+
+    Returns
+    -------
+    tuple of tuples of LSTMParams
+        ``stack[l][d]``: layer ``l`` (length L), direction ``d`` (length
+        D = 2 if ``bidirectional`` else 1). Layer 0 has ``W_ih`` (4H, I), the
+        layers above (4H, D*H); every ``W_hh`` is (4H, H), every ``b`` (4H,).
+
+    Examples
+    --------
+    >>> stack = init_stack(3, 5, num_layers=2, bidirectional=True, seed=0)
+    >>> [[p.W_ih.shape for p in layer] for layer in stack]
+    [[(20, 3), (20, 3)], [(20, 10), (20, 10)]]
+    """
+    _check_sizes(input_size, hidden_size)
+    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+        raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
+    rng = _rng(seed)
+    D = 2 if bidirectional else 1
+    layers = []
+    for layer in range(num_layers):
+        n_in = input_size if layer == 0 else D * hidden_size
+        layers.append(tuple(init_params(n_in, hidden_size, dtype=dtype, seed=rng, forget_bias=forget_bias)
+                            for _ in range(D)))
+    return tuple(layers)
+
+
+# ---------------------------------------------------------------------------
+# ravel: a tree of arrays <-> one flat vector (jax.flatten_util.ravel_pytree)
+# ---------------------------------------------------------------------------
+
+def _is_namedtuple(obj):
+    return isinstance(obj, tuple) and hasattr(type(obj), "_fields")
+
+
+def _flatten(tree, path, leaves):
+    """Leaves of ``tree`` in order, and a spec to rebuild it."""
+    if tree is None:
+        return None
+    if _is_namedtuple(tree):
+        return (type(tree), [_flatten(v, f"{path}.{k}", leaves) for k, v in zip(tree._fields, tree)])
+    if isinstance(tree, (tuple, list)):
+        return (type(tree), [_flatten(v, f"{path}[{i}]", leaves) for i, v in enumerate(tree)])
+    if isinstance(tree, dict):
+        keys = sorted(tree)
+        return (dict, keys, [_flatten(tree[k], f"{path}[{k!r}]", leaves) for k in keys])
+    if isinstance(tree, (np.ndarray, np.generic, int, float)) or hasattr(tree, "__array__"):
+        a = np.asarray(tree)
+        if a.dtype.kind not in "biufc":
+            raise TypeError(f"{path}: expected a numeric array, got dtype {a.dtype}")
+        leaves.append(a)
+        return len(leaves) - 1
+    raise TypeError(f"{path}: expected an array, tuple, list, dict, NamedTuple or None, "
+                    f"got {type(tree).__name__}")
+
+
+def _build(spec, pieces):
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        return pieces[spec]
+    if spec[0] is dict:
+        _, keys, children = spec
+        return {k: _build(c, pieces) for k, c in zip(keys, children)}
+    kind, children = spec
+    values = [_build(c, pieces) for c in children]
+    if kind in (tuple, list):
+        return kind(values)
+    if _is_namedtuple_type(kind):
+        return kind(*values)
+    return kind(values)                               # a tuple or list subclass
+
+
+def _is_namedtuple_type(kind):
+    return issubclass(kind, tuple) and hasattr(kind, "_fields")
+
+
+def ravel(tree):
+    """Flatten a tree of arrays into one 1-D vector, and a function to undo it.
+
+    Like ``jax.flatten_util.ravel_pytree``: the tree may be an
+    :class:`LSTMParams`, a stack (tuple of tuples of LSTMParams), an
+    :class:`LSTMGrads`, or any nesting of tuples, lists, dicts (in sorted key
+    order), NamedTuples and arrays, e.g. ``(stack, (W_out, b_out))`` to add a
+    readout layer. ``None`` is an empty subtree. This is what
+    ``scipy.optimize.minimize`` needs: ``theta`` for ``x0`` and the gradient
+    tree raveled the same way for ``jac``.
+
+    Parameters
+    ----------
+    tree : array, tuple, list, dict, NamedTuple or None, nested
+        The arrays to flatten; numbers count as 0-d arrays.
+
+    Returns
+    -------
+    theta : ndarray, shape (N,)
+        A new contiguous vector of all N elements, leaf by leaf in tree order
+        (each leaf in C order), of the leaves' common dtype
+        (``np.result_type``; float64 for an empty tree).
+    unravel : callable
+        ``unravel(v)`` takes a vector of shape (N,) and returns a new tree of
+        the same nesting, container types (NamedTuples included), shapes and
+        dtypes, made of fresh arrays (``v`` is copied, never aliased). ``v`` may
+        have any real dtype that casts to the leaves' dtypes with
+        ``same_kind`` casting, e.g. the float64 vectors SciPy hands back for
+        float32 weights. A vector of another length or of a complex, object or
+        string dtype raises ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = init_params(2, 3, seed=0)
+    >>> theta, unravel = ravel((params, np.zeros(3)))
+    >>> theta.shape
+    (75,)
+    >>> p, w = unravel(theta)
+    >>> type(p).__name__, p.W_hh.shape, w.shape
+    ('LSTMParams', (12, 3), (3,))
+    >>> unravel(theta[:-1])
+    Traceback (most recent call last):
+    ...
+    ValueError: theta: expected a 1-D vector of 75 elements, got shape (74,)
+    """
+    leaves = []
+    spec = _flatten(tree, "tree", leaves)
+    shapes = [a.shape for a in leaves]
+    dtypes = [a.dtype for a in leaves]
+    sizes = [a.size for a in leaves]
+    offsets = np.cumsum([0] + sizes)
+    n = int(offsets[-1])
+    dtype = np.result_type(*dtypes) if leaves else np.dtype(np.float64)
+    theta = np.empty(n, dtype)
+    for a, start, stop in zip(leaves, offsets[:-1], offsets[1:]):
+        theta[start:stop] = a.ravel()
+
+    def unravel(v):
+        v = np.asarray(v)
+        if v.shape != (n,):
+            raise ValueError(f"theta: expected a 1-D vector of {n} elements, got shape {v.shape}")
+        if v.dtype.kind not in "biuf" or not all(np.can_cast(v.dtype, d, "same_kind") for d in dtypes):
+            wanted = ", ".join(sorted({str(d) for d in dtypes})) or "float64"
+            raise ValueError(f"theta: expected a real vector that casts to {wanted}, got dtype {v.dtype}")
+        pieces = [v[start:stop].reshape(shape).astype(d, copy=True)
+                  for start, stop, shape, d in zip(offsets[:-1], offsets[1:], shapes, dtypes)]
+        return _build(spec, pieces)
+
+    return theta, unravel
