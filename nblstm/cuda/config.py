@@ -1,0 +1,58 @@
+"""Launch configuration of the CUDA kernels, read by host code at every call.
+
+Kernels never read these values: numba freezes globals into compiled code, so
+host code reads them and passes them as kernel arguments (or uses them for the
+launch configuration). Tests patch them small, e.g.
+``monkeypatch.setattr(nblstm.cuda.config, "rnn_threads", 32)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    """Tuning knobs of the CUDA backend.
+
+    Attributes
+    ----------
+    tile_m, tile_n, tile_k : int
+        Block tile of the matrix-multiply kernel (output rows, output columns,
+        reduction depth staged in shared memory). ``tile_m`` and ``tile_n`` must
+        be multiples of 4: each thread computes a 4 x 4 register tile, so a
+        block has ``(tile_m // 4) * (tile_n // 4)`` threads.
+    rnn_threads : int
+        Threads per block of the recurrence kernels, a multiple of 32.
+    units_per_block : int or None
+        Hidden units owned by one block of the recurrence kernels (all four
+        gates of each, so the cell update is fused). None picks it from the
+        device: about ``rnn_blocks_per_sm`` blocks per multiprocessor, or
+        fewer units where that lets the W_hh slice live in shared memory.
+    rnn_blocks_per_sm : int
+        Target blocks per multiprocessor when ``units_per_block`` is None.
+    shared_bytes : int
+        Shared memory a block may use for its W_hh slice (4 * units * H
+        elements); above it the kernels read W_hh from global memory (L2).
+        48 KiB is the most a kernel gets without an opt-in attribute, which
+        numba-cuda does not expose.
+    persistent : bool
+        Allow the persistent cooperative kernel (one launch for all time steps,
+        a grid-wide barrier between steps). False, or a grid larger than the
+        device's ``max_cooperative_grid_blocks``, uses one launch per step.
+    elementwise_threads : int
+        Threads per block of the elementwise kernels (copy, add, fill).
+    """
+
+    tile_m: int = 64
+    tile_n: int = 64
+    tile_k: int = 16
+    rnn_threads: int = 256
+    units_per_block: int | None = None
+    rnn_blocks_per_sm: int = 2
+    shared_bytes: int = 48 * 1024
+    persistent: bool = True
+    elementwise_threads: int = 256
+
+
+#: the configuration every call reads
+config = Config()

@@ -1,0 +1,227 @@
+"""Elementwise device kernels: fill, add, batch permutation, sequence reversal, finiteness.
+
+Every kernel is a grid-stride loop over a flat index, so any grid size covers
+any array; host wrappers pick the grid from :data:`nblstm.cuda.config`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from ._jit import kernel
+from .config import config
+
+__all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences",
+           "nonfinite", "copy"]
+
+_MAX_BLOCKS = 4096  # grid-stride loops cover the rest; more blocks only cost scheduling
+
+
+def launch_shape(n):
+    """(blocks, threads) for a grid-stride loop over ``n`` elements."""
+    threads = config.elementwise_threads
+    return max(1, min(_MAX_BLOCKS, -(-n // threads))), threads
+
+
+@kernel
+def _fill_kernel(d_out, value):
+    # out[i] = value for every i of a flat (contiguous) array
+    for i in range(cuda.grid(1), d_out.shape[0], cuda.gridsize(1)):
+        d_out[i] = value
+
+
+@kernel
+def _add_flat_kernel(d_a, d_b, d_out):
+    # out[i] = a[i] + b[i]
+    for i in range(cuda.grid(1), d_out.shape[0], cuda.gridsize(1)):
+        d_out[i] = d_a[i] + d_b[i]
+
+
+@kernel
+def _add3_kernel(d_a, d_b, d_out):
+    # out[t, b, f] = a[t, b, f] + b[t, b, f] for strided 3-d arrays
+    T, B, F = d_out.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        f = e % F
+        d_out[t, r, f] = d_a[t, r, f] + d_b[t, r, f]
+
+
+@kernel
+def _copy1_kernel(d_src, d_out):
+    # out[i] = src[i] (any strides, casting to out's dtype)
+    for i in range(cuda.grid(1), d_out.shape[0], cuda.gridsize(1)):
+        d_out[i] = d_src[i]
+
+
+@kernel
+def _copy2_kernel(d_src, d_out):
+    # out[i, j] = src[i, j] (any strides, casting to out's dtype)
+    M, N = d_out.shape
+    for e in range(cuda.grid(1), M * N, cuda.gridsize(1)):
+        d_out[e // N, e % N] = d_src[e // N, e % N]
+
+
+@kernel
+def _copy3_kernel(d_src, d_out):
+    # out[t, b, f] = src[t, b, f] (any strides, casting to out's dtype)
+    T, B, F = d_out.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        f = e % F
+        d_out[t, r, f] = d_src[t, r, f]
+
+
+@kernel
+def _permute_kernel(d_src, time_major, d_order, d_out):
+    # out[t, r, f] = src[t, order[r], f] if time_major else src[order[r], t, f]
+    T, B, F = d_out.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        f = e % F
+        if time_major:
+            d_out[t, r, f] = d_src[t, d_order[r], f]
+        else:
+            d_out[t, r, f] = d_src[d_order[r], t, f]
+
+
+@kernel
+def _unpermute_kernel(d_src, time_major, d_order, d_out):
+    # out[t, order[r], f] = src[t, r, f] if time_major else out[order[r], t, f] = src[t, r, f]
+    T, B, F = d_src.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        f = e % F
+        if time_major:
+            d_out[t, d_order[r], f] = d_src[t, r, f]
+        else:
+            d_out[d_order[r], t, f] = d_src[t, r, f]
+
+
+@kernel
+def _reverse_kernel(d_src, d_lengths, d_out):
+    # out[t, b] = src[lengths[b] - 1 - t, b] for t < lengths[b], else 0
+    T, B, F = d_out.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        f = e % F
+        n = d_lengths[r]
+        if t < n:
+            d_out[t, r, f] = d_src[n - 1 - t, r, f]
+        else:
+            d_out[t, r, f] = 0
+
+
+@kernel
+def _nonfinite1_kernel(d_a, d_flag):
+    # flag[0] = 1 if any a[i] is NaN or +-Inf (plain stores of the same value: no race matters)
+    for i in range(cuda.grid(1), d_a.shape[0], cuda.gridsize(1)):
+        if not math.isfinite(d_a[i]):
+            d_flag[0] = 1
+
+
+@kernel
+def _nonfinite2_kernel(d_a, d_flag):
+    # flag[0] = 1 if any a[i, j] is not finite
+    M, N = d_a.shape
+    for e in range(cuda.grid(1), M * N, cuda.gridsize(1)):
+        if not math.isfinite(d_a[e // N, e % N]):
+            d_flag[0] = 1
+
+
+@kernel
+def _nonfinite3_kernel(d_a, d_flag):
+    # flag[0] = 1 if any a[t, b, f] is not finite
+    T, B, F = d_a.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        if not math.isfinite(d_a[e // (B * F), (e // F) % B, e % F]):
+            d_flag[0] = 1
+
+
+def _flat(d_a):
+    return d_a.reshape(d_a.size)
+
+
+def _contiguous(*arrays):
+    return all(a.is_c_contiguous() for a in arrays)
+
+
+def fill(d_out, value):
+    """Set every element of the C-contiguous device array ``d_out`` to ``value``."""
+    if d_out.size:
+        blocks, threads = launch_shape(d_out.size)
+        _fill_kernel[blocks, threads](_flat(d_out), d_out.dtype.type(value))
+
+
+def copy(d_src, d_out):
+    """``out[...] = src[...]`` for same-shape 1-d to 3-d device arrays of any strides and dtypes."""
+    if d_out.size:
+        blocks, threads = launch_shape(d_out.size)
+        if d_out.ndim == 1:
+            _copy1_kernel[blocks, threads](d_src, d_out)
+        elif d_out.ndim == 2:
+            _copy2_kernel[blocks, threads](d_src, d_out)
+        elif d_out.ndim == 3:
+            _copy3_kernel[blocks, threads](d_src, d_out)
+        else:
+            raise ValueError(f"copy: 1-d to 3-d arrays only, got {d_out.ndim}-d")
+
+
+def add(d_a, d_b, d_out):
+    """``out = a + b`` for same-shape device arrays (C-contiguous, or any 3-d strides)."""
+    if not d_out.size:
+        return
+    blocks, threads = launch_shape(d_out.size)
+    if _contiguous(d_a, d_b, d_out):
+        _add_flat_kernel[blocks, threads](_flat(d_a), _flat(d_b), _flat(d_out))
+    elif d_out.ndim == 3:
+        _add3_kernel[blocks, threads](d_a, d_b, d_out)
+    else:
+        raise ValueError("add: non-contiguous arrays must be 3-d")
+
+
+def permute_batch(d_src, time_major, d_order, d_out):
+    """``out[t, r] = src[t, order[r]]`` (time-major) or ``src[order[r], t]``; casts to out's dtype."""
+    if d_out.size:
+        blocks, threads = launch_shape(d_out.size)
+        _permute_kernel[blocks, threads](d_src, time_major, d_order, d_out)
+
+
+def unpermute_batch(d_src, time_major, d_order, d_out):
+    """Inverse of :func:`permute_batch`: ``out[t, order[r]]`` (or ``out[order[r], t]``) ``= src[t, r]``."""
+    if d_src.size:
+        blocks, threads = launch_shape(d_src.size)
+        _unpermute_kernel[blocks, threads](d_src, time_major, d_order, d_out)
+
+
+def reverse_sequences(d_src, d_lengths, d_out):
+    """``out[t, b] = src[lengths[b] - 1 - t, b]`` for ``t < lengths[b]``, else 0."""
+    if d_out.size:
+        blocks, threads = launch_shape(d_out.size)
+        _reverse_kernel[blocks, threads](d_src, d_lengths, d_out)
+
+
+def nonfinite(d_a):
+    """True if the float device array ``d_a`` (1-d to 3-d, any strides) holds NaN or Inf."""
+    if d_a.size == 0 or np.dtype(d_a.dtype).kind != "f":
+        return False
+    d_flag = cuda.to_device(np.zeros(1, np.int32))
+    blocks, threads = launch_shape(d_a.size)
+    if d_a.is_c_contiguous():
+        _nonfinite1_kernel[blocks, threads](_flat(d_a), d_flag)
+    elif d_a.ndim == 1:
+        _nonfinite1_kernel[blocks, threads](d_a, d_flag)
+    elif d_a.ndim == 2:
+        _nonfinite2_kernel[blocks, threads](d_a, d_flag)
+    elif d_a.ndim == 3:
+        _nonfinite3_kernel[blocks, threads](d_a, d_flag)
+    else:
+        return not np.isfinite(d_a.copy_to_host()).all()
+    return bool(d_flag.copy_to_host()[0])

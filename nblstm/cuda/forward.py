@@ -1,0 +1,205 @@
+"""Forward recurrence kernels: h_t, c_t for every step, gate blocks [i f g o].
+
+The input projection ``xz[t, b] = W_ih x[t, b] + b`` has already been computed
+for all steps by :func:`nblstm.cuda.matmul.matmul`; these kernels add the
+recurrent term and apply the cell update:
+
+.. math::
+
+    z_t &= xz_t + W_{hh} h_{t-1} \\\\
+    i, f, g, o &= \\sigma(z_i), \\sigma(z_f), \\tanh(z_g), \\sigma(z_o) \\\\
+    c_t &= f \\odot c_{t-1} + i \\odot g, \\qquad h_t = o \\odot \\tanh(c_t)
+
+State lives in the outputs: ``h_n``/``c_n`` start as h0/c0 and are overwritten
+at each row's valid steps, so they end holding the state after its last step;
+``h_{t-1}`` of a running row is read from ``y[t-1]`` (rows are sorted by
+length, so a row running at t also ran at t-1).
+"""
+from __future__ import annotations
+
+from numba import cuda
+
+from .. import _math
+from ._jit import device, kernel, sigmoid, tanh
+from .recurrence import plan, step_counts
+
+__all__ = ["forward_recurrence"]
+
+@device
+def _load_forward_slice(d_w, smem, j0, U, H):
+    # smem[(g*U + jj)*H + k] = W_hh[g*H + j0 + jj, k]: the block's four gate rows per unit
+    tid = cuda.threadIdx.x
+    for e in range(tid, 4 * U * H, cuda.blockDim.x):
+        k = e % H
+        row = e // H
+        g = row // U
+        jj = row % U
+        j = j0 + jj
+        if j < H:  # rows past H (last slice) are never read
+            smem[e] = d_w[(g * H + j) * H + k]
+
+
+@device
+def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
+                  d_gates, d_cells, training, j0, U, S, smem, red):
+    B = d_hn.shape[0]
+    H = d_hn.shape[1]
+    one = _math.one_like(d_hn[0, 0])
+    zero = one - one
+    lane = cuda.threadIdx.x % S
+    slots = cuda.blockDim.x // S
+    pairs = B * U
+    for p0 in range(0, pairs, slots):  # the same trip count in every thread (barriers below)
+        p = p0 + cuda.threadIdx.x // S
+        b = p // U
+        jj = p % U
+        j = j0 + jj
+        valid = p < pairs and j < H
+        active = valid and b < n_t
+        acc_i = zero
+        acc_f = zero
+        acc_g = zero
+        acc_o = zero
+        if active:
+            row = (w_row0 + jj) * H
+            gate = w_gate_stride * H
+            for k in range(lane, H, S):
+                # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
+                h = d_h0[b, k] if t == 0 else d_y[t - 1, b, k]
+                acc_i += d_w[row + k] * h
+                acc_f += d_w[row + gate + k] * h
+                acc_g += d_w[row + 2 * gate + k] * h
+                acc_o += d_w[row + 3 * gate + k] * h
+        if S > 1:
+            # Tree sum over the S lanes of this pair through shared memory, a fixed
+            # order (bitwise reproducible). Lane l < off adds slot l + off, which no
+            # lane writes at this level, so one barrier per level suffices.
+            tid = cuda.threadIdx.x
+            nthr = cuda.blockDim.x
+            smem[red + tid] = acc_i
+            smem[red + nthr + tid] = acc_f
+            smem[red + 2 * nthr + tid] = acc_g
+            smem[red + 3 * nthr + tid] = acc_o
+            cuda.syncthreads()
+            off = S // 2
+            while off > 0:
+                if lane < off:
+                    acc_i += smem[red + tid + off]
+                    acc_f += smem[red + nthr + tid + off]
+                    acc_g += smem[red + 2 * nthr + tid + off]
+                    acc_o += smem[red + 3 * nthr + tid + off]
+                    smem[red + tid] = acc_i
+                    smem[red + nthr + tid] = acc_f
+                    smem[red + 2 * nthr + tid] = acc_g
+                    smem[red + 3 * nthr + tid] = acc_o
+                cuda.syncthreads()
+                off //= 2
+        if valid and lane == 0:
+            if active:
+                i = sigmoid(acc_i + d_xz[t, b, j])           # i = sigma(z_i)
+                f = sigmoid(acc_f + d_xz[t, b, H + j])       # f = sigma(z_f)
+                g = tanh(acc_g + d_xz[t, b, 2 * H + j])      # g = tanh(z_g)
+                o = sigmoid(acc_o + d_xz[t, b, 3 * H + j])   # o = sigma(z_o)
+                c = f * d_cn[b, j] + i * g                   # c_t = f c_{t-1} + i g
+                h = o * tanh(c)                              # h_t = o tanh(c_t)
+                d_y[t, b, j] = h
+                d_hn[b, j] = h
+                d_cn[b, j] = c
+                if training:
+                    d_gates[t, b, j] = i
+                    d_gates[t, b, H + j] = f
+                    d_gates[t, b, 2 * H + j] = g
+                    d_gates[t, b, 3 * H + j] = o
+                    d_cells[t, b, j] = c
+            else:
+                d_y[t, b, j] = zero  # padded step
+
+
+@kernel
+def _forward_persistent_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+                               d_nt, U, S, use_shared, red):
+    # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
+    # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
+    smem = cuda.shared.array(0, dtype=d_w.dtype)
+    grid = cuda.cg.this_grid()
+    H = d_hn.shape[1]
+    T = d_y.shape[0]
+    j0 = cuda.blockIdx.x * U
+    if use_shared:
+        _load_forward_slice(d_w, smem, j0, U, H)
+        cuda.syncthreads()
+        w = smem
+        w_gate_stride = U
+        w_row0 = 0
+    else:
+        w = d_w
+        w_gate_stride = H
+        w_row0 = j0
+    for t in range(T):
+        _forward_step(t, d_nt[t], d_xz, w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
+                      d_gates, d_cells, training, j0, U, S, smem, red)
+        grid.sync()  # h_t of every unit is in y[t] before any block starts step t + 1
+
+
+@kernel
+def _forward_step_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+                         t, n_t, U, S, use_shared, red):
+    # One step; grid-stride over the ceil(H / U) unit slices.
+    smem = cuda.shared.array(0, dtype=d_w.dtype)
+    H = d_hn.shape[1]
+    n_slices = (H + U - 1) // U
+    for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
+        j0 = s * U
+        if use_shared:
+            cuda.syncthreads()  # the previous slice's reads are done
+            _load_forward_slice(d_w, smem, j0, U, H)
+            cuda.syncthreads()
+            _forward_step(t, n_t, d_xz, smem, U, 0, d_h0, d_y, d_hn, d_cn,
+                          d_gates, d_cells, training, j0, U, S, smem, red)
+        else:
+            _forward_step(t, n_t, d_xz, d_w, H, j0, d_h0, d_y, d_hn, d_cn,
+                          d_gates, d_cells, training, j0, U, S, smem, red)
+
+
+def forward_recurrence(d_xz, d_W_hh, d_h0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
+    """Run the recurrence of one layer over all steps.
+
+    Parameters
+    ----------
+    d_xz : device array, shape (T, B, 4H)
+        ``W_ih x_t + b``; may be ``d_gates`` itself (overwritten in place).
+    d_W_hh : device array, shape (4H, H), C-contiguous
+    d_h0 : device array, shape (B, H)
+    lengths : ndarray of int64, shape (B,)
+        Non-increasing, on the host.
+    d_y : device array, shape (T, B, H)
+        Output h_t, 0 at padded steps; any strides.
+    d_hn, d_cn : device arrays, shape (B, H)
+        Hold h0, c0 on entry and the final state on exit.
+    d_gates : device array, shape (T, B, 4H), or None
+    d_cells : device array, shape (T, B, H), or None
+        Post-activation gates and c_t (training), or None (inference).
+    """
+    T, B, H = d_y.shape
+    if T == 0 or B == 0:
+        return
+    training = d_gates is not None
+    if not training:
+        d_gates = d_xz  # never written; keeps one compiled signature
+        d_cells = cuda.device_array((1, 1, 1), d_y.dtype)
+    d_w = d_W_hh.reshape(d_W_hh.size)
+    d_nt = cuda.to_device(step_counts(lengths, T))
+
+    def persistent_args(p):
+        return (d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
+                p.units, p.lanes, p.w_shared, p.red_offset)
+
+    p = plan(H, B, d_y.dtype.itemsize, 4, _forward_persistent_kernel, persistent_args)
+    if p.persistent:
+        _forward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
+        return
+    n_t = step_counts(lengths, T)
+    for t in range(T):
+        _forward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
+            d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+            t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset)

@@ -1,0 +1,253 @@
+"""The backend protocol of docs/backends.md for device arrays.
+
+Host code only: it allocates workspaces, reads :data:`nblstm.cuda.config` and
+launches the kernels of :mod:`~nblstm.cuda.matmul`, :mod:`~nblstm.cuda.forward`,
+:mod:`~nblstm.cuda.backward` and :mod:`~nblstm.cuda.elementwise`.
+
+User arrays: :func:`asarray` leaves NumPy (and anything else without
+``__cuda_array_interface__``) on the host, so that validation sees exactly what
+the CPU backend sees and raises the same errors; :func:`to_internal` and
+:func:`copy_as` copy host data to the device once, already permuted and cast.
+Device memory (numba device arrays, CuPy arrays, torch CUDA tensors) is
+wrapped without a copy and results then stay on the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from . import elementwise as ew
+from .backward import backward_recurrence
+from .forward import forward_recurrence
+from .matmul import matmul
+
+__all__ = ["empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
+           "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
+           "forward_layer", "backward_layer"]
+
+
+def empty(shape, dtype):
+    """Uninitialised C-contiguous device array."""
+    return cuda.device_array(shape, np.dtype(dtype))
+
+
+def zeros(shape, dtype):
+    """Zero-filled C-contiguous device array."""
+    d_out = empty(shape, dtype)
+    ew.fill(d_out, 0)
+    return d_out
+
+
+def is_device(a):
+    """True for device memory: numba device arrays and ``__cuda_array_interface__`` objects."""
+    return cuda.devicearray.is_cuda_ndarray(a) or hasattr(a, "__cuda_array_interface__")
+
+
+def _device_view(a):
+    """A numba device array over the same memory (zero-copy)."""
+    if cuda.devicearray.is_cuda_ndarray(a):
+        return a
+    return _device_view(a)
+
+
+def asarray(a):
+    """Device memory wrapped as a numba device array (zero-copy); anything else as a NumPy array.
+
+    Parameters
+    ----------
+    a : array_like, numba device array, or object with ``__cuda_array_interface__``
+
+    Returns
+    -------
+    numba device array or ndarray
+        Has ``.shape``, ``.dtype``, ``.ndim``, ``.strides``.
+    """
+    if is_device(a):
+        return _device_view(a)
+    return np.asarray(a)
+
+
+def _on_device(a, dtype):
+    """``a`` as a C-contiguous device array of ``dtype``: no copy if it already is one."""
+    dtype = np.dtype(dtype)
+    if not is_device(a):
+        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+    d_a = _device_view(a)
+    if d_a.dtype == dtype and d_a.is_c_contiguous():
+        return d_a
+    d_out = empty(d_a.shape, dtype)
+    ew.copy(d_a, d_out)
+    return d_out
+
+
+def copy_as(a, dtype):
+    """A new C-contiguous device array of ``dtype`` holding ``a`` (host or device, 1-d to 3-d)."""
+    dtype = np.dtype(dtype)
+    if not is_device(a):
+        return cuda.to_device(np.array(a, dtype=dtype, order="C", copy=True))
+    d_a = _device_view(a)
+    d_out = empty(d_a.shape, dtype)
+    ew.copy(d_a, d_out)
+    return d_out
+
+
+def to_user(a, on_device=False):
+    """``a`` itself if ``on_device``, else a NumPy copy."""
+    return a if on_device else a.copy_to_host()
+
+
+def expand_dims(a, axis):
+    """``a`` with a new axis of length 1 at ``axis`` (device arrays cannot be indexed with None).
+
+    A view if ``a`` is C-contiguous (or on the host), else a contiguous copy.
+    """
+    if not is_device(a):
+        return np.expand_dims(np.asarray(a), axis)
+    d_a = _device_view(a)
+    shape = list(d_a.shape)
+    shape.insert(axis if axis >= 0 else len(shape) + 1 + axis, 1)
+    if not d_a.is_c_contiguous():
+        d_c = empty(d_a.shape, d_a.dtype)
+        ew.copy(d_a, d_c)
+        d_a = d_c
+    return d_a.reshape(tuple(shape))
+
+
+def _order_on_device(order, B):
+    return cuda.to_device(np.arange(B, dtype=np.int64) if order is None
+                          else np.ascontiguousarray(order, dtype=np.int64))
+
+
+def to_internal(a, order, time_major, dtype):
+    """User (B, T, F) or (T, B, F) [``time_major``] -> new C-contiguous (T, B, F) device array.
+
+    ``out[t, r] = a[order[r], t]`` (or ``a[t, order[r]]``), cast to ``dtype``;
+    ``order`` is an int64 host array or None (identity). Host input is permuted
+    on the host and copied once.
+    """
+    dtype = np.dtype(dtype)
+    if not is_device(a):
+        tm = np.asarray(a) if time_major else np.asarray(a).swapaxes(0, 1)
+        if order is not None:
+            tm = tm[:, order]
+        return cuda.to_device(np.ascontiguousarray(tm, dtype=dtype))
+    d_a = _device_view(a)
+    T, B = (d_a.shape[0], d_a.shape[1]) if time_major else (d_a.shape[1], d_a.shape[0])
+    d_out = empty((T, B, d_a.shape[2]), dtype)
+    ew.permute_batch(d_a, time_major, _order_on_device(order, B), d_out)
+    return d_out
+
+
+def from_internal(a, order, time_major, on_device):
+    """Inverse of :func:`to_internal`: (T, B, F) sorted -> the user's layout.
+
+    ``out[order[r], t] = a[t, r]`` (or ``out[t, order[r]]``); a new device
+    array if ``on_device``, else a NumPy array.
+    """
+    T, B, F = a.shape
+    if order is None and time_major:
+        return a if on_device else a.copy_to_host()
+    d_out = empty((T, B, F) if time_major else (B, T, F), a.dtype)
+    ew.unpermute_batch(a, time_major, _order_on_device(order, B), d_out)
+    return d_out if on_device else d_out.copy_to_host()
+
+
+def reverse_sequences(src, lengths, out):
+    """``out[t, b] = src[lengths[b]-1-t, b]`` for ``t < lengths[b]``, else 0 ((T, B, F) device arrays)."""
+    ew.reverse_sequences(src, cuda.to_device(np.ascontiguousarray(lengths, dtype=np.int64)), out)
+
+
+def add(a, b, out):
+    """``out = a + b`` for same-shape device arrays."""
+    ew.add(a, b, out)
+
+
+def all_finite(a):
+    """True if ``a`` (host or device) holds no NaN or Inf."""
+    if is_device(a):
+        return not ew.nonfinite(_device_view(a))
+    a = np.asarray(a)
+    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+
+
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
+    """One forward-direction layer; see docs/backends.md.
+
+    Parameters
+    ----------
+    x : device array, shape (T, B, I), C-contiguous
+    W_ih : (4H, I), W_hh : (4H, H), b : (4H,)
+        Device arrays (host arrays are copied).
+    h0, c0 : device arrays, shape (B, H)
+    lengths : ndarray of int64, shape (B,), non-increasing (host)
+    y : device array, shape (T, B, H)
+        Output; may be a strided view.
+    h_n, c_n : device arrays, shape (B, H)
+        Outputs: state after each row's last valid step.
+    gates : device array, shape (T, B, 4H), C-contiguous, or None
+    cells : device array, shape (T, B, H), or None
+        Outputs for training (post-activation gates, c_t), or None for inference.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dtype = y.dtype
+    d_x = _on_device(x, dtype)
+    d_W_ih, d_W_hh, d_b = (_on_device(a, dtype) for a in (W_ih, W_hh, b))
+    d_xz = gates if gates is not None else empty((T, B, 4 * H), dtype)
+    if T * B:
+        # xz[t, b] = W_ih x[t, b] + b for all steps at once
+        matmul(d_x.reshape(T * B, I), d_W_ih, d_xz.reshape(T * B, 4 * H), trans_b=True, d_bias=d_b)
+    d_h0 = _on_device(h0, dtype)
+    ew.copy(d_h0, h_n)  # the state lives in h_n / c_n from here on
+    ew.copy(_on_device(c0, dtype), c_n)
+    forward_recurrence(d_xz, d_W_hh, d_h0, lengths, y, h_n, c_n, gates, cells)
+
+
+def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                   dx, dW_ih, dW_hh, db, dh0, dc0):
+    """BPTT through one forward-direction layer; see docs/backends.md.
+
+    Parameters
+    ----------
+    x : device array, shape (T, B, I)
+    W_ih : (4H, I), W_hh : (4H, H)
+    h0, c0 : device arrays, shape (B, H)
+    lengths : ndarray of int64, shape (B,), non-increasing (host)
+    gates : (T, B, 4H), cells : (T, B, H)
+        From :func:`forward_layer`.
+    dy : device array, shape (T, B, H), may be strided
+    dh_n, dc_n : device arrays, shape (B, H)
+    dx : (T, B, I); dW_ih : (4H, I); dW_hh : (4H, H); db : (4H,); dh0, dc0 : (B, H)
+        Outputs, overwritten. dx is exactly 0 at padded steps.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dtype = dx.dtype
+    d_x = _on_device(x, dtype)
+    d_W_ih, d_W_hh = _on_device(W_ih, dtype), _on_device(W_hh, dtype)
+    d_dz = empty((T, B, 4 * H), dtype)
+    d_hprev = empty((T, B, H), dtype)
+    ew.copy(_on_device(dc_n, dtype), dc0)  # dc is carried in dc0 from here on
+    backward_recurrence(d_W_hh, _on_device(h0, dtype), _on_device(c0, dtype), lengths,
+                        gates, cells, dy, _on_device(dh_n, dtype), dc0, d_dz, d_hprev, dh0)
+    d_dz2 = d_dz.reshape(T * B, 4 * H)
+    _matmul_into(d_dz2, d_x.reshape(T * B, I), dW_ih, trans_a=True)       # dW_ih = dZ^T X
+    _matmul_into(d_dz2, d_hprev.reshape(T * B, H), dW_hh, trans_a=True)   # dW_hh = dZ^T H_prev
+    # db = sum over rows of dZ: the same kernel against a column of ones, so the
+    # sum runs over the rows in order like every other reduction here
+    d_ones = empty((T * B, 1), dtype)
+    ew.fill(d_ones, 1)
+    _matmul_into(d_dz2, d_ones, db, trans_a=True)
+    _matmul_into(d_dz2, d_W_ih, dx)                                       # dx = dZ W_ih
+
+
+def _matmul_into(d_a, d_b, d_out, trans_a=False):
+    """matmul into ``d_out`` of any shape with ``M`` rows first, e.g. (T, B, I) or (4H,)."""
+    M = d_a.shape[1] if trans_a else d_a.shape[0]
+    N = d_b.shape[1]
+    if d_out.is_c_contiguous():
+        matmul(d_a, d_b, d_out.reshape(M, N), trans_a=trans_a)
+        return
+    d_tmp = empty(d_out.shape, d_out.dtype)
+    matmul(d_a, d_b, d_tmp.reshape(M, N), trans_a=trans_a)
+    ew.copy(d_tmp, d_out)

@@ -1,0 +1,151 @@
+"""How the recurrence kernels are laid out on the device (host code only).
+
+A block owns ``U`` consecutive hidden units and computes all four gates of each
+(so the cell update needs no other block); the grid has ``ceil(H / U)`` blocks.
+Within a block, the work of one time step is ``B * U`` (row, unit) pairs, each
+a dot product of length H (forward: four of them, one per gate; backward: one
+of length 4H), split over ``S`` consecutive threads and summed by a fixed tree
+in shared memory (bitwise reproducible; warp shuffles would be faster but the
+CUDA simulator the tests run on has none).
+
+Dynamic shared memory per block: ``[W_hh slice (4 U H) | scratch (A * threads)]``
+where A is the number of accumulators per thread (4 forward, 1 backward); the
+slice is left out, and W_hh read from global memory, when it does not fit
+``config.shared_bytes``.
+
+The persistent path launches one cooperative kernel for all time steps, with a
+grid-wide barrier between steps; it needs the whole grid resident at once, so
+it is taken only if ``ceil(H / U) <= max_cooperative_grid_blocks``. Otherwise
+the same step function runs as one launch per step.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import cuda
+
+from .config import config
+
+__all__ = ["Plan", "plan", "step_counts"]
+
+_SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
+
+#: why the last query of max_cooperative_grid_blocks failed (the per-step path was used), or None
+LAST_COOPERATIVE_ERROR = None
+
+
+class Plan(NamedTuple):
+    """Launch layout of a recurrence kernel.
+
+    Attributes
+    ----------
+    units : int
+        U, hidden units per block.
+    lanes : int
+        S, threads sharing one dot product (a power of two, at most 32).
+    blocks : int
+        ceil(H / U).
+    threads : int
+        Threads per block, a multiple of 32.
+    shared_bytes : int
+        Dynamic shared memory per block (W_hh slice and reduction scratch).
+    w_shared : bool
+        The W_hh slice is in shared memory (else read from global memory).
+    red_offset : int
+        Element offset of the reduction scratch in shared memory.
+    persistent : bool
+        One cooperative launch for all steps (else one launch per step).
+    """
+
+    units: int
+    lanes: int
+    blocks: int
+    threads: int
+    shared_bytes: int
+    w_shared: bool
+    red_offset: int
+    persistent: bool
+
+
+def _pow2_floor(n):
+    return 1 << (max(int(n), 1).bit_length() - 1)
+
+
+def _sm_count():
+    device = cuda.get_current_device()
+    return int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
+
+
+def max_cooperative_blocks(kern, args, threads, shared_bytes):
+    """``max_cooperative_grid_blocks`` of ``kern`` compiled for ``args``."""
+    if _SIMULATOR:
+        # the simulator runs a cooperative grid of one block only
+        return kern.overloads[None].max_cooperative_grid_blocks(threads)
+    try:
+        argtypes = tuple(kern.typeof_pyval(a) for a in args)
+        return kern.compile(argtypes).max_cooperative_grid_blocks(threads, shared_bytes)
+    except Exception as exc:  # noqa: BLE001 (an older numba-cuda, or no cooperative launch)
+        # The per-step path needs no cooperative launch; say why it was taken.
+        global LAST_COOPERATIVE_ERROR
+        LAST_COOPERATIVE_ERROR = exc
+        return 0
+
+
+def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
+    """Choose U, S, threads, shared memory and the path for one layer.
+
+    Parameters
+    ----------
+    H, B : int
+        Hidden size and batch size.
+    itemsize : int
+        Bytes per element of the compute dtype.
+    accumulators : int
+        Partial sums per thread that the reduction scratch holds (4 forward, 1 backward).
+    persistent_kernel : CUDA dispatcher
+        The cooperative kernel, to ask how many blocks can be resident.
+    make_args : callable
+        ``make_args(plan) -> tuple`` of that kernel's launch arguments.
+
+    Returns
+    -------
+    Plan
+    """
+    threads_max = config.rnn_threads
+    if threads_max % 32:
+        raise ValueError(f"rnn_threads must be a multiple of 32, got {threads_max}")
+    scratch_max = accumulators * threads_max * itemsize
+    slice_bytes = 4 * H * itemsize  # one unit's four gate rows of W_hh (or column, backward)
+    u_shared = max(0, config.shared_bytes - scratch_max) // slice_bytes
+    if config.units_per_block:
+        units = int(config.units_per_block)
+    else:
+        sms = _sm_count()
+        units = -(-H // (sms * config.rnn_blocks_per_sm))
+        if 1 <= u_shared < units and -(-H // u_shared) <= 8 * sms:
+            units = u_shared  # more, smaller blocks whose W_hh slice stays in shared memory
+    units = max(1, min(units, H))
+    w_shared = units <= u_shared
+    blocks = -(-H // units)
+    pairs = B * units
+    lanes = max(1, min(32, _pow2_floor(threads_max // max(pairs, 1)), _pow2_floor(H)))
+    threads = min(threads_max, -(-(pairs * lanes) // 32) * 32)
+    red_offset = 4 * units * H if w_shared else 0
+    scratch = accumulators * threads if lanes > 1 else 0
+    shared_bytes = (red_offset + scratch) * itemsize
+    p = Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False)
+    if config.persistent:
+        limit = max_cooperative_blocks(persistent_kernel, make_args(p), threads, shared_bytes)
+        p = p._replace(persistent=blocks <= limit)
+    return p
+
+
+def step_counts(lengths, T):
+    """``n[t] = #(lengths > t)`` for t = 0..T, with ``n[T] = 0`` (rows are sorted by length)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = np.zeros(T + 1, np.int64)
+    if T:
+        n[:T] = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1)
+    return n
