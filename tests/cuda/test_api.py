@@ -1,0 +1,158 @@
+"""nblstm.lstm / lstm_forward / lstm_backward with backend="cuda" against backend="cpu".
+
+Tiny shapes: the CUDA simulator runs every thread as a Python thread.
+"""
+import numpy as np
+import pytest
+
+import nblstm
+
+pytest.importorskip("nblstm._api")
+from nblstm.params import LSTMParams, init_params, init_stack  # noqa: E402
+
+TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
+
+
+def _close(got, want):
+    got = _host(got)
+    want = np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = TOL[want.dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def _host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def _flat(tree):
+    """Leaves of nested tuples / LSTMParams / LSTMGrads, in order."""
+    if isinstance(tree, (tuple, list)):
+        return [leaf for t in tree for leaf in _flat(t)]
+    return [tree]
+
+
+def _problem(rng, B, T, I, H, *, dtype, layers=None, bidirectional=False, time_major=False,
+             unbatched=False):
+    if layers is None:
+        params = init_params(I, H, seed=rng)
+        params = LSTMParams(*(p.astype(dtype) for p in params))
+        LD = None
+    else:
+        params = init_stack(I, H, layers, bidirectional=bidirectional, seed=rng, dtype=dtype)
+        LD = layers * (2 if bidirectional else 1)
+    if unbatched:
+        x_shape, s_shape = (T, I), (H,)
+    else:
+        x_shape, s_shape = ((T, B, I) if time_major else (B, T, I)), (B, H)
+    if LD is not None:
+        s_shape = (LD,) + s_shape
+    x = rng.standard_normal(x_shape).astype(dtype)
+    h0 = (0.5 * rng.standard_normal(s_shape)).astype(dtype)
+    c0 = (0.5 * rng.standard_normal(s_shape)).astype(dtype)
+    return x, params, h0, c0
+
+
+def _both(x, params, h0, c0, rng, **kw):
+    """Forward and backward on both backends; asserts they agree."""
+    results = {}
+    for backend in ("cpu", "cuda"):
+        y, (h_n, c_n), cache = nblstm.lstm_forward(x, params, h0, c0, backend=backend, **kw)
+        results[backend] = (y, h_n, c_n, cache)
+    y, h_n, c_n, _ = results["cpu"]
+    for got, want in zip(results["cuda"][:3], (y, h_n, c_n)):
+        _close(got, want)
+    grng = np.random.default_rng(7)
+    dy, dh_n, dc_n = (grng.standard_normal(np.shape(a)).astype(np.asarray(a).dtype)
+                      for a in (y, h_n, c_n))
+    g_cpu = nblstm.lstm_backward(results["cpu"][3], dy, dh_n, dc_n)
+    g_cuda = nblstm.lstm_backward(results["cuda"][3], dy, dh_n, dc_n)
+    for got, want in zip(_flat(g_cuda), _flat(g_cpu)):
+        _close(got, want)
+    y2, (h2, c2) = nblstm.lstm(x, params, h0, c0, backend="cuda", **kw)
+    for got, want in zip((y2, h2, c2), (y, h_n, c_n)):
+        _close(got, want)
+
+
+CASES = {
+    "plain-f64": dict(dtype=np.float64),
+    "plain-f32": dict(dtype=np.float32),
+    "lengths": dict(dtype=np.float64, lengths=[2, 4, 0]),
+    "reverse-lengths": dict(dtype=np.float64, lengths=[1, 4, 3], reverse=True),
+    "time_major-lengths-f32": dict(dtype=np.float32, lengths=[3, 0, 4], time_major=True),
+    "unbatched": dict(dtype=np.float64, unbatched=True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_single_layer_matches_cpu(small_config, rng, case):
+    kw = dict(CASES[case])
+    dtype = kw.pop("dtype")
+    unbatched = kw.pop("unbatched", False)
+    x, params, h0, c0 = _problem(rng, 3, 4, 2, 3, dtype=dtype, time_major=kw.get("time_major", False),
+                                 unbatched=unbatched)
+    _both(x, params, h0, c0, rng, **kw)
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(2, False), (1, True)], ids=["2-layer", "bi"])
+def test_stack_matches_cpu(small_config, rng, layers, bidirectional):
+    x, params, h0, c0 = _problem(rng, 3, 3, 2, 3, dtype=np.float64, layers=layers,
+                                 bidirectional=bidirectional)
+    _both(x, params, h0, c0, rng, lengths=[3, 1, 2])
+
+
+def test_device_inputs_give_device_outputs(small_config, rng):
+    from numba import cuda
+
+    x, params, h0, c0 = _problem(rng, 3, 3, 2, 3, dtype=np.float32)
+    lengths = [3, 1, 2]
+    d = cuda.to_device
+    y, (h_n, c_n), cache = nblstm.lstm_forward(d(x), LSTMParams(*(d(p) for p in params)), d(h0), d(c0),
+                                               lengths=lengths, backend="cuda")
+    y_ref, (h_ref, c_ref), cache_ref = nblstm.lstm_forward(x, params, h0, c0, lengths=lengths)
+    for got, want in zip((y, h_n, c_n), (y_ref, h_ref, c_ref)):
+        assert not isinstance(got, np.ndarray) and hasattr(got, "copy_to_host")
+        _close(got, want)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    g = nblstm.lstm_backward(cache, d(dy))
+    g_ref = nblstm.lstm_backward(cache_ref, dy)
+    for got, want in zip(_flat(g), _flat(g_ref)):
+        assert hasattr(got, "copy_to_host")
+        _close(got, want)
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 (comparing whatever is raised)
+        return type(exc), str(exc)
+    return None
+
+
+BAD = {
+    "x-ndim": lambda x, p, h0: (x[0, 0], p, None, {}),
+    "x-complex": lambda x, p, h0: (x.astype(np.complex128), p, None, {}),
+    "x-nan": lambda x, p, h0: (np.where(x > 1, np.nan, x), p, None, {}),
+    "x-features": lambda x, p, h0: (x[:, :, :1], p, None, {}),
+    "h0-shape": lambda x, p, h0: (x, p, h0[:1], {}),
+    "lengths-big": lambda x, p, h0: (x, p, None, dict(lengths=[9, 1, 1])),
+    "params-shape": lambda x, p, h0: (x, LSTMParams(p.W_ih, p.W_hh[:4], p.b), None, {}),
+    "time_major-type": lambda x, p, h0: (x, p, None, dict(time_major="yes")),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_errors_match_cpu(small_config, rng, case):
+    x, params, h0, _ = _problem(rng, 3, 4, 2, 3, dtype=np.float64)
+    x[0, 0, 0] = 2.0
+    bx, bp, bh0, kw = BAD[case](x, params, h0)
+    cpu = _error(lambda: nblstm.lstm(bx, bp, bh0, backend="cpu", **kw))
+    cuda = _error(lambda: nblstm.lstm(bx, bp, bh0, backend="cuda", **kw))
+    assert cpu is not None and cuda == cpu
+
+
+def test_backward_errors_match_cpu(small_config, rng):
+    x, params, h0, c0 = _problem(rng, 3, 4, 2, 3, dtype=np.float64)
+    caches = {b: nblstm.lstm_forward(x, params, backend=b)[2] for b in ("cpu", "cuda")}
+    errs = {b: _error(lambda: nblstm.lstm_backward(c, np.zeros((3, 4, 2)))) for b, c in caches.items()}
+    assert errs["cpu"] is not None and errs["cuda"] == errs["cpu"]

@@ -1,0 +1,229 @@
+"""The protocol functions of nblstm.cuda (docs/backends.md) against nblstm.reference."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import nblstm.cuda as nc
+from nblstm import init_params, reference
+from nblstm.params import LSTMParams
+
+from conftest import SIMULATOR
+
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def _d(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def _problem(rng, B, T, I, H, dtype, lengths):
+    p = init_params(I, H, seed=rng)
+    p = LSTMParams(*(a.astype(dtype) for a in p))
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    c0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+    return p, x, h0, c0, lengths
+
+
+def _forward(p, x, h0, c0, lengths, training=True, y_view=False):
+    """Run nc.forward_layer on (B, T, I) host data; returns host results (batch first)."""
+    B, T, _ = x.shape
+    H = p.W_hh.shape[1]
+    dt = x.dtype
+    d_x = _d(x.swapaxes(0, 1))
+    if y_view:  # y as a strided view, as the API passes for bidirectional layers
+        d_yfull = nc.zeros((T, B, 2 * H), dt)
+        d_y = d_yfull[:, :, H:]
+    else:
+        d_y = nc.empty((T, B, H), dt)
+    d_hn, d_cn = nc.empty((B, H), dt), nc.empty((B, H), dt)
+    d_g = nc.empty((T, B, 4 * H), dt) if training else None
+    d_c = nc.empty((T, B, H), dt) if training else None
+    nc.forward_layer(d_x, *(_d(a) for a in p), _d(h0), _d(c0), lengths, d_y, d_hn, d_cn, d_g, d_c)
+    out = dict(y=d_y.copy_to_host().swapaxes(0, 1), h_n=d_hn.copy_to_host(), c_n=d_cn.copy_to_host(),
+               d_x=d_x, d_gates=d_g, d_cells=d_c)
+    if y_view:
+        out["y_other"] = d_yfull.copy_to_host()[:, :, :H]
+    return out
+
+
+def _backward(p, fw, h0, c0, lengths, dy, dh_n, dc_n):
+    B, T, H = dy.shape
+    I = p.W_ih.shape[1]
+    dt = dy.dtype
+    d_dx = nc.empty((T, B, I), dt)
+    outs = [nc.empty(s, dt) for s in (p.W_ih.shape, p.W_hh.shape, p.b.shape, (B, H), (B, H))]
+    nc.backward_layer(fw["d_x"], _d(p.W_ih), _d(p.W_hh), _d(h0), _d(c0), lengths, fw["d_gates"],
+                      fw["d_cells"], _d(dy.swapaxes(0, 1)), _d(dh_n), _d(dc_n), d_dx, *outs)
+    dW_ih, dW_hh, db, dh0, dc0 = (o.copy_to_host() for o in outs)
+    return d_dx.copy_to_host().swapaxes(0, 1), LSTMParams(dW_ih, dW_hh, db), dh0, dc0
+
+
+def _close(got, want, dtype):
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lengths", [None, [4, 3, 1, 0]], ids=["full", "ragged"])
+def test_layer_matches_reference(path_config, rng, dtype, lengths):
+    B, T, I, H = 4, 4, 3, 5
+    p, x, h0, c0, lens = _problem(rng, B, T, I, H, dtype, lengths)
+    y_ref, (hn_ref, cn_ref), cache = reference.lstm_forward(x, p, h0, c0, lens)
+    fw = _forward(p, x, h0, c0, lens)
+    _close(fw["y"], y_ref, dtype)
+    _close(fw["h_n"], hn_ref, dtype)
+    _close(fw["c_n"], cn_ref, dtype)
+    for b, n in enumerate(lens):
+        assert (fw["y"][b, n:] == 0).all()  # exactly 0 at padded steps
+
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    dh_n = rng.standard_normal(hn_ref.shape).astype(dtype)
+    dc_n = rng.standard_normal(cn_ref.shape).astype(dtype)
+    ref = reference.lstm_backward(cache, dy, dh_n, dc_n)
+    dx, dp, dh0, dc0 = _backward(p, fw, h0, c0, lens, dy, dh_n, dc_n)
+    _close(dx, ref.dx, dtype)
+    for got, want in zip(dp, ref.dparams):
+        _close(got, want, dtype)
+    _close(dh0, ref.dh0, dtype)
+    _close(dc0, ref.dc0, dtype)
+    for b, n in enumerate(lens):
+        assert (dx[b, n:] == 0).all()
+
+
+def test_inference_matches_training_and_strided_y(small_config, rng):
+    p, x, h0, c0, lens = _problem(rng, 3, 3, 2, 4, np.float64, [3, 2, 2])
+    train = _forward(p, x, h0, c0, lens)
+    infer = _forward(p, x, h0, c0, lens, training=False, y_view=True)
+    for key in ("y", "h_n", "c_n"):
+        np.testing.assert_array_equal(infer[key], train[key])
+    assert (infer["y_other"] == 0).all()  # the other half of y_full is untouched
+
+
+def test_reverse_composed_from_reverse_sequences(small_config, rng):
+    """reverse = reverse_sequences -> forward_layer -> reverse_sequences (what the API does)."""
+    B, T, I, H = 3, 4, 2, 3
+    p, x, h0, c0, lens = _problem(rng, B, T, I, H, np.float64, [4, 2, 1])
+    y_ref, (hn_ref, _), _ = reference.lstm_forward(x, p, h0, c0, lens, reverse=True)
+    d_x = _d(x.swapaxes(0, 1))
+    d_xr = nc.empty(d_x.shape, np.float64)
+    nc.reverse_sequences(d_x, lens, d_xr)
+    d_y, d_yr = nc.empty((T, B, H), np.float64), nc.empty((T, B, H), np.float64)
+    d_hn, d_cn = nc.empty((B, H), np.float64), nc.empty((B, H), np.float64)
+    nc.forward_layer(d_xr, *(_d(a) for a in p), _d(h0), _d(c0), lens, d_yr, d_hn, d_cn, None, None)
+    nc.reverse_sequences(d_yr, lens, d_y)
+    _close(d_y.copy_to_host().swapaxes(0, 1), y_ref, np.float64)
+    _close(d_hn.copy_to_host(), hn_ref, np.float64)
+
+
+def test_empty_time_and_zero_lengths(small_config, rng):
+    p, x, h0, c0, lens = _problem(rng, 2, 0, 2, 3, np.float64, [0, 0])
+    fw = _forward(p, x, h0, c0, lens)
+    np.testing.assert_array_equal(fw["h_n"], h0)
+    np.testing.assert_array_equal(fw["c_n"], c0)
+    dy = np.zeros((2, 0, 3))
+    dh_n, dc_n = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    dx, dp, dh0, dc0 = _backward(p, fw, h0, c0, lens, dy, dh_n, dc_n)
+    np.testing.assert_array_equal(dh0, dh_n)
+    np.testing.assert_array_equal(dc0, dc_n)
+    for g in dp:
+        assert (g == 0).all()
+
+
+def test_bitwise_reproducible(small_config, rng, monkeypatch):
+    """Same inputs twice, and with another block layout: identical bits (no atomics)."""
+    p, x, h0, c0, lens = _problem(rng, 3, 3, 3, 4, np.float32, [3, 3, 1])
+    dy = rng.standard_normal((3, 3, 4)).astype(np.float32)
+    dh_n = dc_n = np.zeros((3, 4), np.float32)
+
+    def run():
+        fw = _forward(p, x, h0, c0, lens)
+        return fw["y"], _backward(p, fw, h0, c0, lens, dy, dh_n, dc_n)[1]
+
+    y1, g1 = run()
+    y2, g2 = run()
+    np.testing.assert_array_equal(y1, y2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(nc.config, "units_per_block", 1)  # 4 blocks instead of one
+    y3, g3 = run()
+    np.testing.assert_array_equal(y1, y3)
+    for a, b in zip(g1, g3):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plan_paths(small_config, monkeypatch):
+    """The persistent path needs the grid to fit max_cooperative_grid_blocks."""
+    from nblstm.cuda import forward, recurrence
+
+    d_dummy = nc.zeros((1,), np.float64)
+    args = lambda p: ()  # noqa: E731 (the simulator answers without compiling)
+    monkeypatch.setattr(small_config, "units_per_block", 8)
+    whole = recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
+    assert whole.blocks == 1 and whole.units == 8
+    monkeypatch.setattr(small_config, "units_per_block", 3)
+    split = recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
+    assert split.blocks == 3 and split.threads % 32 == 0 and 1 <= split.lanes <= 32
+    if SIMULATOR:
+        assert whole.persistent and not split.persistent
+    monkeypatch.setattr(small_config, "shared_bytes", 0)
+    assert not recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args).w_shared
+    del d_dummy
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_to_from_internal_roundtrip(small_config, rng, time_major):
+    a = rng.standard_normal((3, 4, 2))  # (B, T, F), or (T, B, F) if time_major
+    order = rng.permutation(a.shape[1] if time_major else a.shape[0]).astype(np.int64)
+    for src in (a, _d(a)):  # host and device input
+        d_int = nc.to_internal(src, order, time_major, np.float32)
+        got = d_int.copy_to_host()
+        want = (a if time_major else a.swapaxes(0, 1))[:, order].astype(np.float32)
+        np.testing.assert_array_equal(got, want)
+        back = nc.from_internal(d_int, order, time_major, False)
+        np.testing.assert_array_equal(back, a.astype(np.float32))
+        assert isinstance(back, np.ndarray)
+        d_back = nc.from_internal(d_int, order, time_major, True)
+        assert nc.is_device(d_back)
+        np.testing.assert_array_equal(d_back.copy_to_host(), back)
+
+
+def test_boundary_helpers(small_config, rng):
+    a = rng.standard_normal((2, 3, 4))
+    assert not nc.is_device(a) and nc.is_device(_d(a))
+    assert isinstance(nc.asarray([1.0, 2.0]), np.ndarray)  # host data stays on the host
+    assert nc.asarray(_d(a)).shape == a.shape
+    assert nc.all_finite(a) and nc.all_finite(_d(a))
+    bad = a.copy()
+    bad[1, 2, 3] = np.nan
+    assert not nc.all_finite(bad) and not nc.all_finite(_d(bad))
+    assert not nc.all_finite(_d(bad)[:, 1:, :])  # strided device view
+    d_out = nc.empty(a.shape, np.float64)
+    nc.add(_d(a), _d(a), d_out)
+    np.testing.assert_array_equal(d_out.copy_to_host(), 2 * a)
+    np.testing.assert_array_equal(nc.zeros((2, 3), np.float32).copy_to_host(), 0)
+    d_c = nc.copy_as(a[:, 0], np.float32)
+    np.testing.assert_array_equal(d_c.copy_to_host(), a[:, 0].astype(np.float32))
+    np.testing.assert_array_equal(nc.to_user(d_c), a[:, 0].astype(np.float32))
+    np.testing.assert_array_equal(nc.expand_dims(_d(a[0]), 1).copy_to_host(), a[0][:, None, :])
+
+
+def test_every_kernel_goes_through_the_policy():
+    from nblstm.cuda import _jit, backward, elementwise, forward, matmul
+
+    kernels = [obj for mod in (backward, elementwise, forward, matmul) for name, obj in
+               vars(mod).items() if name.startswith("_") and name.endswith("_kernel")]
+    assert kernels and all(k in _jit.REGISTRY for k in kernels)
+
+
+def test_import_is_lazy_and_available_reports():
+    code = ("import sys, nblstm; assert 'numba.cuda' not in sys.modules; "
+            "import nblstm.cuda; assert 'numba.cuda' not in sys.modules; "
+            "ok, why = nblstm.cuda.available(); print(ok, why)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ok = out.stdout.startswith("True")
+    assert ok or "GPU" in out.stdout or "numba-cuda" in out.stdout

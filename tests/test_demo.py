@@ -1,0 +1,71 @@
+"""``python -m nblstm``, run as a user runs it: in a subprocess, asserting on its output."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args, timeout=300):
+    env = dict(os.environ, PYTHONWARNINGS="error")
+    return subprocess.run([sys.executable, "-m", "nblstm", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_demo_small_run():
+    proc = _run("--steps", "30", "--seq-len", "12", "--hidden", "4", "--seed", "3")
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "adding problem" in out
+    assert "LSTM(2 -> 4)" in out
+    assert "30/30" in out                                   # the progress bar (tqdm or the plain line) finished
+    m = re.search(r"test MSE (\d+\.\d+) on \d+ new sequences \(predicting the mean: 0\.167\)", out)
+    assert m, out
+    assert 0 <= float(m.group(1)) < 1.0
+    assert re.search(r"time: \d+\.\d s for 30 training steps", out), out
+    m = re.search(r"gradient check against central differences .* max relative error (\S+) -> OK", out)
+    assert m, out
+    assert float(m.group(1)) < 1e-5
+    m = re.search(r"timing, forward \+ backward of one batch \(B=32, T=12, H=4\): "
+                  r"nblstm (\d+\.\d+) ms, NumPy reference (\d+\.\d+) ms", out)
+    assert m, out
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+
+
+def test_demo_same_seed_same_result():
+    outs = [_run("--steps", "5", "--seq-len", "6", "--hidden", "3", "--seed", "1").stdout for _ in range(2)]
+    mses = [re.search(r"test MSE (\S+)", out).group(1) for out in outs]
+    assert mses[0] == mses[1]
+
+
+def test_demo_help():
+    proc = _run("--help")
+    assert proc.returncode == 0
+    for option in ("--steps", "--seq-len", "--hidden", "--seed"):
+        assert option in proc.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--steps", "0"), "--steps: expected an integer >= 1, got 0"),
+    (("--seq-len", "1"), "--seq-len: expected an integer >= 2, got 1"),
+    (("--hidden", "x"), "invalid int value"),
+    (("--bogus",), "unrecognized arguments"),
+])
+def test_demo_bad_options(args, fragment):
+    proc = _run(*args)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+
+
+def test_demo_says_compiling_on_first_run(tmp_path):
+    """With an empty numba cache the kernels compile, and the demo says so before the wait."""
+    env = dict(os.environ, PYTHONWARNINGS="error", NUMBA_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "nblstm", "--steps", "2", "--seq-len", "4", "--hidden", "2"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    compiling = [i for i, line in enumerate(lines) if line.startswith("compiling nblstm's kernels")]
+    assert compiling, proc.stdout
+    assert lines[compiling[0] + 1].startswith("compiled in ")
+    assert any(tmp_path.rglob("*.nbi"))                     # ... and numba cached them
