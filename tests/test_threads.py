@@ -30,8 +30,8 @@ WORKER = textwrap.dedent('''
         """(name, B, T, I, H, dtype, lengths, reverse).
 
         The narrow batches (B = 1, 2) are tiled over hidden units differently
-        for 1 and 2 threads; the "blas" problems have B*H*4H above the BLAS
-        threshold set in main() and take the per-step BLAS path.
+        for 1 and 2 threads; the thresholds set in main() send "f32_lengths"
+        down the serial path and the "blas" problems down the per-step BLAS path.
         """
         yield "f64", 7, 9, 5, 20, np.float64, None, False
         yield "f64_lengths_reverse", 7, 9, 5, 20, np.float64, [9, 0, 4, 9, 1, 8, 3], True
@@ -66,8 +66,10 @@ WORKER = textwrap.dedent('''
         return out
 
     def main(threads_check, prefix):
-        # one threshold for the whole process (the threads share the config): only the
-        # "blas" problems (B*H*4H = 13824) reach it; "two_rows_wide" has 12800
+        # one set of thresholds for the whole process (the threads share the config), so
+        # that every path runs: "f32_lengths" (B*H*4H = 5780) the serial loop, the
+        # "blas" problems (13824) per-step BLAS, the others (6400 to 12800) parallel tiles
+        nblstm.cpu.config.serial_max_work = 6000
         nblstm.cpu.config.blas_min_work = 6 * 24 * 4 * 24
         serial = run_all()
         again = run_all()

@@ -14,7 +14,7 @@ from . import forward as _forward
 from .layout import from_internal, reverse_sequences, to_internal
 
 __all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
-           "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
+           "to_internal", "from_internal", "reverse_sequences", "add", "all_finite", "choose_path",
            "forward_layer", "backward_layer"]
 
 
@@ -24,9 +24,15 @@ class CPUConfig:
 
     Attributes
     ----------
+    serial_max_work : int
+        ``B * H * 4H`` (multiply-adds of one step's recurrent product) below
+        which a step runs on the calling thread only (``path="serial"``).
     blas_min_work : int
-        ``B * H * 4H`` from which the per-step recurrent product goes through
-        BLAS instead of the fused tile loop.
+        ``B * H * 4H`` from which the recurrent product is one BLAS call per
+        step (``path="blas"``); in between, parallel tiles (``path="tiles"``).
+    path : str or None
+        Force ``"serial"``, ``"tiles"`` or ``"blas"`` (tests, benchmarks);
+        None chooses by size.
     min_unit_block : int
         Smallest number of hidden units per parallel tile.
     tiles_per_thread : int
@@ -35,7 +41,14 @@ class CPUConfig:
         Elements of the inference input-projection buffer (bounds memory for long T).
     """
 
+    # Both 0, so every size takes the BLAS path: on the 2-core reference machine it
+    # was fastest at every size measured, from (B, H) = (1, 8) to (64, 512); see
+    # bench/RESULTS.md ("CPU paths"). Tiles pay a one-off stall of ~8 ms per call
+    # while BLAS's worker threads, still spinning after the input projection,
+    # hold the second core (numba issue 6933).
+    serial_max_work: int = 0
     blas_min_work: int = 0
+    path: str | None = None
     min_unit_block: int = 16
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
@@ -43,16 +56,31 @@ class CPUConfig:
 
 config = CPUConfig()
 
+PATHS = ("serial", "tiles", "blas")
+
+
+def choose_path(B, H):
+    """How one step runs for a batch of B rows and H hidden units.
+
+    The choice depends on the sizes only, never on the thread count, so that
+    results are the same for any ``NUMBA_NUM_THREADS``.
+    """
+    if config.path is not None:
+        if config.path not in PATHS:
+            raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
+                             f"got {config.path!r}")
+        return config.path
+    work = B * H * 4 * H
+    if work < config.serial_max_work:
+        return "serial"
+    return "blas" if work >= config.blas_min_work else "tiles"
+
 
 def _unit_block(B, H):
     """Hidden units per tile: whole rows when the batch alone feeds every thread."""
     want_tiles = numba.get_num_threads() * config.tiles_per_thread
     blocks_per_row = max(1, -(-want_tiles // max(B, 1)))
     return max(min(H, config.min_unit_block), -(-H // blocks_per_row))
-
-
-def _use_blas(B, H):
-    return B * H * 4 * H >= config.blas_min_work
 
 
 def empty(shape, dtype):
@@ -95,7 +123,7 @@ def all_finite(a):
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     B, H = x.shape[1], W_hh.shape[1]
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                           use_blas=_use_blas(B, H), unit_block=_unit_block(B, H),
+                           path=choose_path(B, H), unit_block=_unit_block(B, H),
                            chunk_elements=config.chunk_elements)
 
 
@@ -104,4 +132,4 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     B, H = x.shape[1], W_hh.shape[1]
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
-                             use_blas=_use_blas(B, H), unit_block=_unit_block(B, H))
+                             path=choose_path(B, H), unit_block=_unit_block(B, H))

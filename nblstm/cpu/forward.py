@@ -4,26 +4,103 @@ Structure, as the fast LSTM implementations do it:
 
 1. the input projection ``Z_x = X W_ih^T + b`` for a chunk of time steps as one
    BLAS matrix product (``_project_chunk``);
-2. a serial loop over the steps of the chunk; each step is one parallel region
-   over tiles of (batch row, block of hidden units) that adds the recurrent
-   term ``W_hh h_{t-1}`` and applies the fused gate and cell update for those
-   units (``_recurrence``). Every tile sums ``W_hh h_{t-1}`` over ``k`` in the
-   same order, so the result does not depend on the tiling or thread count.
+2. a serial loop over the steps of the chunk, each step adding the recurrent
+   term ``W_hh h_{t-1}`` and applying the fused gate and cell update, in one of
+   three ways (``path``, chosen by size in ``nblstm.cpu.choose_path``):
 
-For large ``B*H`` the recurrent term is one BLAS product per step instead
-(``use_blas``), after which the tiles only do the element-wise update.
+   - ``"serial"``: the whole step in one loop on the calling thread (small
+     sizes, where starting threads every step would cost more than the step);
+   - ``"tiles"``: one parallel region per step over tiles of (batch row, block
+     of hidden units), each summing ``W_hh h_{t-1}`` itself;
+   - ``"blas"``: one BLAS product per step for all rows, then the element-wise
+     update on the calling thread (large sizes, where the product dominates).
+
+   BLAS is never called inside a parallel region: numba's and BLAS's worker
+   threads would then wait on each other at every step (numba issue 6933).
+   Every path sums ``W_hh h_{t-1}`` per element in an order that depends only on
+   the sizes, so results do not depend on the thread count.
 """
 import numpy as np
 from numba import prange
 
 from .._jit import kernel
+from ._blas import gemm
 from ._gates import sigmoid, tanh
 
 
+@kernel
+def _step_tile(z, r, j0, j1, hp, W_hhT, rec, use_rec, c_state, h_out):
+    """One step of the recurrence for hidden units ``j0:j1`` of batch row ``r``.
+
+    Adds ``W_hh h_{t-1}`` to ``z`` (from ``rec`` if ``use_rec``, else summed over
+    ``k`` in a fixed order, so the result does not depend on the tiling), turns
+    ``z`` into the activations ``[i f g o]`` in place and updates ``c_state[r]``
+    and ``h_out[r]`` for those units.
+
+    Every loop runs over a slice from index 0: numba then knows no index is
+    negative, drops its wrap-around check and LLVM vectorises the loop.
+    """
+    H = c_state.shape[1]
+    m = j1 - j0
+    if use_rec:
+        for q in range(4):
+            zq = z[q * H + j0:q * H + j1]
+            rq = rec[r, q * H + j0:q * H + j1]
+            for j in range(m):
+                zq[j] += rq[j]
+    elif m == H:                                           # whole row: one axpy over 4H
+        for k in range(H):                                 # z += W_hh h_{t-1}, k in fixed order
+            hk = hp[r, k]
+            w = W_hhT[k]
+            for j in range(4 * H):
+                z[j] += w[j] * hk
+    else:
+        for k in range(H):
+            hk = hp[r, k]
+            for q in range(4):
+                zq = z[q * H + j0:q * H + j1]
+                wq = W_hhT[k, q * H + j0:q * H + j1]
+                for j in range(m):
+                    zq[j] += wq[j] * hk
+    i = z[j0:j1]
+    f = z[H + j0:H + j1]
+    g = z[2 * H + j0:2 * H + j1]
+    o = z[3 * H + j0:3 * H + j1]
+    # activations in place, one gate block at a time: loops over one array vectorise
+    for j in range(m):
+        i[j] = sigmoid(i[j])                               # i = σ(z_i)
+    for j in range(m):
+        f[j] = sigmoid(f[j])                               # f = σ(z_f)
+    for j in range(m):
+        g[j] = tanh(g[j])                                  # g = tanh(z_g)
+    for j in range(m):
+        o[j] = sigmoid(o[j])                               # o = σ(z_o)
+    c = c_state[r, j0:j1]
+    h = h_out[r, j0:j1]
+    for j in range(m):
+        c[j] = f[j] * c[j] + i[j] * g[j]                   # c_t = f ⊙ c_{t-1} + i ⊙ g
+    for j in range(m):
+        h[j] = o[j] * tanh(c[j])                           # h_t = o ⊙ tanh(c_t)
+
+
+@kernel
+def _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n):
+    """Write step t's h (and c) of row r, units j0:j1, to y, the cache and the final state."""
+    y[t, r, j0:j1] = h_row[j0:j1]
+    if keep_cache:
+        cells[t, r, j0:j1] = c_row[j0:j1]
+    if last_step[r] == t:
+        h_n[r, j0:j1] = h_row[j0:j1]
+        c_n[r, j0:j1] = c_row[j0:j1]
+
+
 @kernel(parallel=True)
-def _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
-                y, h_n, c_n, cells, keep_cache, use_blas, rec, unit_block):
-    """Run steps ``t0 .. t0 + len(zx) - 1`` of the recurrence.
+def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
+                      y, h_n, c_n, cells, keep_cache, unit_block):
+    """Run steps ``t0 .. t0 + len(zx) - 1``, each step one parallel region over tiles.
+
+    A tile is (batch row, block of ``unit_block`` hidden units); there is no BLAS
+    call in here, so numba's threads never wait on BLAS's.
 
     Parameters
     ----------
@@ -49,10 +126,6 @@ def _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
         Written for the rows whose last step is in this chunk.
     cells : ndarray, shape (T, B, H)
         c_t for the cache (only written when ``keep_cache``).
-    use_blas : bool
-        Take ``W_hh h_{t-1}`` from one BLAS product into ``rec`` per step.
-    rec : ndarray, shape (B, 4H)
-        Workspace for ``use_blas``.
     unit_block : int
         Hidden units per tile.
 
@@ -70,49 +143,43 @@ def _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
         n = n_active[t]
         hp = h_next if swapped else h_prev
         hn = h_prev if swapped else h_next
-        if use_blas and n > 0:
-            np.dot(hp[:n], W_hhT, rec[:n])                    # W_hh h_{t-1} for all rows
         for tile in prange(n * n_unit_blocks):
             r = tile // n_unit_blocks
             j0 = (tile % n_unit_blocks) * unit_block
             j1 = min(j0 + unit_block, H)
-            z = zx[s, r]
-            if use_blas:
-                for q in range(4):
-                    for j in range(j0, j1):
-                        z[q * H + j] += rec[r, q * H + j]
-            else:
-                for k in range(H):                             # z += W_hh h_{t-1}, k in fixed order
-                    hk = hp[r, k]
-                    w = W_hhT[k]
-                    for q in range(4):
-                        for j in range(q * H + j0, q * H + j1):
-                            z[j] += w[j] * hk
-            # activations in place, one gate block at a time: loops over one array vectorise
-            for j in range(j0, j1):
-                z[j] = sigmoid(z[j])                           # i = σ(z_i)
-            for j in range(H + j0, H + j1):
-                z[j] = sigmoid(z[j])                           # f = σ(z_f)
-            for j in range(2 * H + j0, 2 * H + j1):
-                z[j] = tanh(z[j])                              # g = tanh(z_g)
-            for j in range(3 * H + j0, 3 * H + j1):
-                z[j] = sigmoid(z[j])                           # o = σ(z_o)
-            c_row = c_state[r]
-            h_row = hn[r]
-            for j in range(j0, j1):
-                c_row[j] = z[H + j] * c_row[j] + z[j] * z[2 * H + j]   # c_t = f ⊙ c_{t-1} + i ⊙ g
-            for j in range(j0, j1):
-                h_row[j] = z[3 * H + j] * tanh(c_row[j])       # h_t = o ⊙ tanh(c_t)
-            for j in range(j0, j1):
-                y[t, r, j] = h_row[j]
-            if keep_cache:
-                for j in range(j0, j1):
-                    cells[t, r, j] = c_row[j]
-            if last_step[r] == t:
-                for j in range(j0, j1):
-                    h_n[r, j] = h_row[j]
-                    c_n[r, j] = c_row[j]
-        for r in prange(n, B):                                 # finished rows: y is 0
+            _step_tile(zx[s, r], r, j0, j1, hp, W_hhT, hp, False, c_state, hn)
+            _store_tile(t, r, j0, j1, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
+        for r in prange(n, B):                             # finished rows: y is 0
+            for j in range(H):
+                y[t, r, j] = 0
+        swapped = not swapped
+    return swapped
+
+
+@kernel
+def _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
+                       y, h_n, c_n, cells, keep_cache, use_blas, rec):
+    """The same steps as ``_recurrence_tiles`` on the calling thread only.
+
+    With ``use_blas`` the recurrent term of all rows is one BLAS product per step
+    into ``rec`` (shape (B, 4H)), and BLAS's own threads are the parallelism;
+    without it (small sizes) the whole step is one loop, with no thread start-up
+    at all. Arguments as for ``_recurrence_tiles``.
+    """
+    steps, B, H4 = zx.shape
+    H = H4 // 4
+    swapped = False
+    for s in range(steps):
+        t = t0 + s
+        n = n_active[t]
+        hp = h_next if swapped else h_prev
+        hn = h_prev if swapped else h_next
+        if use_blas and n > 0:
+            np.dot(hp[:n], W_hhT, rec[:n])                 # W_hh h_{t-1} for all rows
+        for r in range(n):
+            _step_tile(zx[s, r], r, 0, H, hp, W_hhT, rec, use_blas, c_state, hn)
+            _store_tile(t, r, 0, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
+        for r in range(n, B):
             for j in range(H):
                 y[t, r, j] = 0
         swapped = not swapped
@@ -123,12 +190,12 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
     """out = x[t0:t1] W_ih^T + b as one matrix product: (Tc*B, I) x (I, 4H)."""
     T, B, I = x.shape
     flat = out.reshape((t1 - t0) * B, -1)
-    np.dot(x[t0:t1].reshape(-1, I), W_ihT, out=flat)
+    gemm(x[t0:t1].reshape(-1, I), W_ihT, flat)
     flat += b
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                  *, use_blas, unit_block, chunk_elements):
+                  *, path, unit_block, chunk_elements):
     """One forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -149,10 +216,11 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
         Cache of the gate activations (None for inference).
     cells : ndarray, shape (T, B, H), or None
         Cache of the cell states (None for inference).
-    use_blas : bool
-        Recurrent product through BLAS instead of the fused tile loop.
+    path : {"serial", "tiles", "blas"}
+        How a step runs: one loop on the calling thread, parallel tiles, or a
+        BLAS product plus a serial element-wise loop (see ``nblstm.cpu.choose_path``).
     unit_block : int
-        Hidden units per parallel tile.
+        Hidden units per parallel tile (``path="tiles"``).
     chunk_elements : int
         Bound on the inference projection buffer (elements); the training
         path projects straight into ``gates``.
@@ -171,6 +239,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     h_prev = np.array(h0, order="C")
     h_next = np.empty_like(h_prev)
     c_state = np.array(c0, order="C")
+    use_blas = path == "blas"
     rec = np.empty((B, 4 * H), x.dtype) if use_blas else np.empty((0, 4 * H), x.dtype)
     keep_cache = gates is not None
     if keep_cache:
@@ -184,7 +253,11 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
         t1 = min(T, t0 + chunk)
         zx = gates[t0:t1] if keep_cache else buffer[:t1 - t0]
         _project_chunk(x, W_ihT, b, t0, t1, zx)
-        swapped = _recurrence(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
-                              y, h_n, c_n, cells_out, keep_cache, use_blas, rec, unit_block)
+        if path == "tiles":
+            swapped = _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next,
+                                        c_state, y, h_n, c_n, cells_out, keep_cache, unit_block)
+        else:
+            swapped = _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next,
+                                         c_state, y, h_n, c_n, cells_out, keep_cache, use_blas, rec)
         if swapped:
             h_prev, h_next = h_next, h_prev

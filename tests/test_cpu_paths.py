@@ -1,0 +1,95 @@
+"""Every CPU code path of the speed work against the reference.
+
+The CPU backend runs a step in one of three ways (``nblstm.cpu.choose_path``):
+one loop on the calling thread, parallel tiles, or one BLAS product per step;
+inference projects the input in bounded chunks of time steps. Each is forced
+here through ``nblstm.cpu.config`` and compared with ``nblstm.reference``, and
+the automatic choice is checked on both sides of its thresholds.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import nblstm
+from _helpers import RTOL, assert_results_close, make_problem, run_api, run_reference
+from nblstm import cpu
+
+
+@pytest.fixture
+def cpu_config():
+    """The CPU config, restored after the test."""
+    saved = dataclasses.replace(cpu.config)
+    yield cpu.config
+    for field in dataclasses.fields(saved):
+        setattr(cpu.config, field.name, getattr(saved, field.name))
+
+
+SHAPES = [(1, 5, 3, 1), (3, 7, 2, 5), (5, 6, 4, 33), (2, 4, 3, 40)]
+
+
+@pytest.mark.parametrize("path", cpu.PATHS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_each_path_matches_reference(cpu_config, path, shape, dtype, reverse):
+    cpu_config.path = path
+    cpu_config.min_unit_block = 4       # several tiles per row even for small H
+    p = make_problem(*shape, dtype=dtype, seed=sum(shape), lengths="mixed")
+    assert_results_close(run_api(p, reverse=reverse), run_reference(p, reverse=reverse),
+                         RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
+
+
+@pytest.mark.parametrize("path", cpu.PATHS)
+def test_paths_agree_with_each_other(cpu_config, path):
+    """Same inputs: every path gives the serial path's results to round-off (tiles: exactly)."""
+    p = make_problem(4, 9, 3, 24, seed=7, lengths="mixed")
+    cpu_config.path = "serial"
+    want = run_api(p)
+    cpu_config.path = path
+    cpu_config.min_unit_block = 8
+    got = run_api(p)
+    if path == "blas":
+        assert_results_close(got, want, 1e-13)
+    else:           # the tiles sum over k in the serial loop's order
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[2].dx, want[2].dx)
+        np.testing.assert_array_equal(got[2].dparams.W_hh, want[2].dparams.W_hh)
+
+
+def test_automatic_choice_switches_at_the_thresholds(cpu_config):
+    cpu_config.serial_max_work = 1000
+    cpu_config.blas_min_work = 5000
+    B, H = 4, 10                                   # B*H*4H = 1600
+    assert cpu.choose_path(1, 15) == "serial"      # 900
+    assert cpu.choose_path(B, H) == "tiles"
+    assert cpu.choose_path(2, 25) == "blas"        # 5000
+    cpu_config.path = "serial"
+    assert cpu.choose_path(2, 25) == "serial"      # forcing wins
+    cpu_config.path = "gpu"
+    with pytest.raises(ValueError, match=r"config\.path: expected one of"):
+        cpu.choose_path(2, 25)
+
+
+@pytest.mark.parametrize("work", [6 * 24 * 4 * 24 - 1, 6 * 24 * 4 * 24])
+def test_both_sides_of_the_blas_threshold_match_reference(cpu_config, work):
+    """At the size where the choice switches (B*H*4H = 13824), either side is right."""
+    cpu_config.serial_max_work = 0
+    cpu_config.blas_min_work = work
+    expected = "blas" if work <= 6 * 24 * 4 * 24 else "tiles"
+    assert cpu.choose_path(6, 24) == expected
+    p = make_problem(6, 5, 4, 24, seed=3, lengths="mixed")
+    assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(np.float64)])
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 4 * 3 * 5 * 2 + 1, 10 ** 9])
+@pytest.mark.parametrize("path", cpu.PATHS)
+def test_chunked_inference_projection(cpu_config, chunk_elements, path):
+    """lstm projects x in chunks of max(1, chunk_elements // (B*4H)) steps: 1, 2 and all T."""
+    cpu_config.chunk_elements = chunk_elements
+    cpu_config.path = path
+    p = make_problem(3, 11, 4, 5, seed=11, lengths="mixed")
+    y, (h, c) = nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths)
+    ry, (rh, rc), _ = run_reference(p)
+    for a, r in ((y, ry), (h, rh), (c, rc)):
+        np.testing.assert_allclose(a, r, rtol=0, atol=1e-12 * np.abs(r).max())
