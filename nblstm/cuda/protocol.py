@@ -47,7 +47,7 @@ def _device_view(a):
     """A numba device array over the same memory (zero-copy)."""
     if cuda.devicearray.is_cuda_ndarray(a):
         return a
-    return _device_view(a)
+    return cuda.as_cuda_array(a)             # CuPy arrays, torch CUDA tensors, ...
 
 
 def asarray(a):

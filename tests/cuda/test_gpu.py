@@ -52,7 +52,6 @@ def test_persistent_path_is_taken_for_benchmark_shapes():
     for H in (256, 512, 1024):
         for B in (1, 64):
             p = recurrence.plan(H, B, 4, 4, forward._forward_persistent_kernel, _args_for(H, B))
-            print(H, B, p)
             if B == 1:
                 assert p.persistent, (p, recurrence.LAST_COOPERATIVE_ERROR)
     assert nc.config.persistent
