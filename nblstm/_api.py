@@ -120,7 +120,7 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     if reverse and not single:
         v.fail("reverse", "False with a stack (its layers give the directions)", "True")
     x = v.array("x", x, be)
-    x3, unbatched, B, T = v.input_x(x, I, time_major)
+    x3, unbatched, B, T = v.input_x(x, I, time_major, be)
     dtype = v.compute_dtype([x.dtype] + [a.dtype for layer in layers for p in layer for a in p])
     on_device = be.is_device(x)
     state_shape = (B, H) if single else (L * D, B, H)

@@ -121,7 +121,7 @@ def _describe(obj):
     return f"{type(obj).__name__} of length {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
 
 
-def input_x(x, input_size, time_major):
+def input_x(x, input_size, time_major, backend):
     """Check x's ndim and features; returns (x3, unbatched, B, T)."""
     if x.ndim not in (2, 3):
         layout = "(T, B, I)" if time_major else "(B, T, I)"
@@ -130,7 +130,9 @@ def input_x(x, input_size, time_major):
         fail("x", f"{input_size} features in the last axis (W_ih has shape (4H, {input_size}))",
              f"shape {tuple(x.shape)}")
     unbatched = x.ndim == 2
-    x3 = x[:, None, :] if unbatched else x  # (T, 1, I); time_major is forced for unbatched
+    # (T, 1, I); time_major is forced for unbatched. expand_dims, not x[:, None]: device arrays
+    # cannot be indexed with None
+    x3 = backend.expand_dims(x, 1) if unbatched else x
     B = x3.shape[1] if (time_major or unbatched) else x3.shape[0]
     T = x3.shape[0] if (time_major or unbatched) else x3.shape[1]
     return x3, unbatched, B, T
