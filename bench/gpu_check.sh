@@ -41,7 +41,7 @@ cat "$OUT/env.txt"
 # (a) real-GPU tests. test_ptx.py is left out: it compiles offline what this run compiles for real.
 echo "== (a) tests/cuda on the GPU"
 timeout 240 python -m pytest tests/cuda -p no:cacheprovider -o addopts="--strict-markers -ra" \
-    -q --durations=10 --deselect tests/cuda/test_ptx.py::test_kernels_compile_for_sm90 \
+    -q --durations=10 ${PYTEST_EXTRA:-} --deselect tests/cuda/test_ptx.py::test_kernels_compile_for_sm90 \
     > "$OUT/tests_gpu.log" 2>&1
 echo "tests exit status: $?" | tee -a "$OUT/tests_gpu.log"
 tail -n 25 "$OUT/tests_gpu.log"
