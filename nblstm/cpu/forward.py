@@ -232,7 +232,9 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     if T == 0 or B == 0:
         return
     W_ihT = W_ih.T
-    W_hhT = np.ascontiguousarray(W_hh.T)
+    # the loops of the other paths want contiguous rows of W_hh^T; BLAS takes the
+    # transposed view as it is, so the blas path skips the copy (5% of a mid-size call)
+    W_hhT = W_hh.T if path == "blas" else np.ascontiguousarray(W_hh.T)
     # rows with lengths > t, i.e. -lengths < -t, are a prefix of the sorted batch
     n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
     last_step = lengths - 1
