@@ -68,7 +68,7 @@ def _rng(seed):
 def _check_sizes(input_size, hidden_size):
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
 def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_bias=1.0):
@@ -100,7 +100,7 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     _check_sizes(input_size, hidden_size)
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
     rng = _rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     H = hidden_size
