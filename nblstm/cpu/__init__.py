@@ -14,8 +14,8 @@ from . import forward as _forward
 from .layout import from_internal, reverse_sequences, to_internal
 
 __all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
-           "to_internal", "from_internal", "reverse_sequences", "add", "all_finite", "choose_path",
-           "forward_layer", "backward_layer"]
+           "to_internal", "from_internal", "view_internal", "empty_batch_first",
+           "reverse_sequences", "add", "all_finite", "choose_path", "forward_layer", "backward_layer"]
 
 
 @dataclass
@@ -106,6 +106,19 @@ def copy_as(a, dtype):
 
 def to_user(a, on_device=False):
     return a
+
+
+def view_internal(a, order, time_major, dtype):
+    """``a`` as a (T, B, F) view when :func:`to_internal` would only transpose, else None."""
+    if order is not None or a.dtype != np.dtype(dtype):
+        return None
+    return a if time_major else a.swapaxes(0, 1)
+
+
+def empty_batch_first(shape, dtype):
+    """A new (B, T, F) array and its (T, B, F) view, for an output the kernels write in place."""
+    a = np.empty(shape, dtype)
+    return a, a.swapaxes(0, 1)
 
 
 def expand_dims(a, axis):

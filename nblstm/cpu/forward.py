@@ -190,7 +190,8 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
     """out = x[t0:t1] W_ih^T + b as one matrix product: (Tc*B, I) x (I, 4H)."""
     T, B, I = x.shape
     flat = out.reshape((t1 - t0) * B, -1)
-    gemm(x[t0:t1].reshape(-1, I), W_ihT, flat)
+    # x may be a strided view of the caller's array (inference): copy just this chunk
+    gemm(np.ascontiguousarray(x[t0:t1]).reshape(-1, I), W_ihT, flat)
     flat += b
 
 
@@ -201,7 +202,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     Parameters
     ----------
     x : ndarray, shape (T, B, I)
-        C-contiguous input, batch sorted by length (descending).
+        Input, batch sorted by length (descending); any strides.
     W_ih, W_hh, b : ndarray, shapes (4H, I), (4H, H), (4H,)
         Layer weights.
     h0, c0 : ndarray, shape (B, H)

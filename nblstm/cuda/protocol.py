@@ -22,6 +22,7 @@ from .forward import forward_recurrence
 from .matmul import matmul
 
 __all__ = ["empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
+           "view_internal", "empty_batch_first",
            "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
            "forward_layer", "backward_layer"]
 
@@ -94,6 +95,16 @@ def copy_as(a, dtype):
 def to_user(a, on_device=False):
     """``a`` itself if ``on_device``, else a NumPy copy."""
     return a if on_device else a.copy_to_host()
+
+
+def view_internal(a, order, time_major, dtype):
+    """Always None: the kernels take C-contiguous device arrays, so x is always copied."""
+    return None
+
+
+def empty_batch_first(shape, dtype):
+    """Always None: results are produced in (T, B, F) and transposed by ``from_internal``."""
+    return None
 
 
 def expand_dims(a, axis):
