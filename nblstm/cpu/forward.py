@@ -94,6 +94,13 @@ def _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n
         c_n[r, j0:j1] = c_row[j0:j1]
 
 
+@kernel
+def _zero_finished_rows(t, n, y):
+    """Rows n.. have ended before step t: their y_t is exactly 0."""
+    for r in range(n, y.shape[1]):
+        y[t, r, :] = 0
+
+
 @kernel(parallel=True)
 def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
                       y, h_n, c_n, cells, keep_cache, unit_block):
@@ -134,7 +141,7 @@ def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_stat
     bool
         Whether the final h is in ``h_prev`` (False) or ``h_next`` (True).
     """
-    steps, B, H4 = zx.shape
+    steps, _, H4 = zx.shape
     H = H4 // 4
     n_unit_blocks = (H + unit_block - 1) // unit_block
     swapped = False
@@ -147,11 +154,10 @@ def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_stat
             r = tile // n_unit_blocks
             j0 = (tile % n_unit_blocks) * unit_block
             j1 = min(j0 + unit_block, H)
+            # use_rec=False: the rec argument is never read, hp only fills its slot
             _step_tile(zx[s, r], r, j0, j1, hp, W_hhT, hp, False, c_state, hn)
             _store_tile(t, r, j0, j1, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
-        for r in prange(n, B):                             # finished rows: y is 0
-            for j in range(H):
-                y[t, r, j] = 0
+        _zero_finished_rows(t, n, y)
         swapped = not swapped
     return swapped
 
@@ -166,7 +172,7 @@ def _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_sta
     without it (small sizes) the whole step is one loop, with no thread start-up
     at all. Arguments as for ``_recurrence_tiles``.
     """
-    steps, B, H4 = zx.shape
+    steps, _, H4 = zx.shape
     H = H4 // 4
     swapped = False
     for s in range(steps):
@@ -179,9 +185,7 @@ def _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_sta
         for r in range(n):
             _step_tile(zx[s, r], r, 0, H, hp, W_hhT, rec, use_blas, c_state, hn)
             _store_tile(t, r, 0, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
-        for r in range(n, B):
-            for j in range(H):
-                y[t, r, j] = 0
+        _zero_finished_rows(t, n, y)
         swapped = not swapped
     return swapped
 
