@@ -1,28 +1,62 @@
-"""Time the three CPU step paths (serial, tiles, blas) forced one after the other.
+"""Time the three CPU step paths (serial, tiles, blas), each forced, against torch.
 
-    python bench/cpu_paths.py float32,float64 1,100,32,128 32,50,32,64
+    python bench/cpu_paths.py float32,float64 inference,training 1,100,32,128 32,50,32,64
 
-Prints ms per call, inference and backward, for each (B,T,I,H) point.
+The paths and torch are interleaved with pauses, as in compare.py (its
+``time_interleaved``). Prints the median ms per call of each, and each path's
+ratio to torch. This is the measurement behind the thresholds in
+``nblstm.cpu.config``.
 """
-import sys, time, statistics
-import numpy as np
-import nblstm
-from nblstm.cpu import config
-def med(f, n=5):
-    f(); ts=[]
-    for _ in range(n):
-        t=time.perf_counter(); f(); ts.append(time.perf_counter()-t)
-    return statistics.median(ts)
-pts=[tuple(map(int,a.split(","))) for a in sys.argv[2:]]
-for dt in [np.dtype(d).type for d in sys.argv[1].split(",")]:
-  for (B,T,I,H) in pts:
-    x=np.random.default_rng(0).standard_normal((B,T,I)).astype(dt)
-    p=nblstm.init_params(I,H,dtype=dt,seed=0)
-    line=f"{np.dtype(dt).name} {(B,T,I,H)} work={B*H*4*H}"
-    for path in ("serial","tiles","blas"):
-        config.path=path
-        inf=med(lambda: nblstm.lstm(x,p))
-        y,_,c=nblstm.lstm_forward(x,p)
-        bw=med(lambda: nblstm.lstm_backward(c,y))
-        line+=f" | {path} {inf*1e3:.2f} {bw*1e3:.2f}"
-    print(line, flush=True)
+import argparse
+import dataclasses
+
+import bench_common as bc
+import compare
+from nblstm import cpu
+
+
+def forced(path, fn):
+    def run():
+        cpu.config.path = path
+        try:
+            fn()
+        finally:
+            cpu.config.path = None
+    return run
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("dtypes")
+    p.add_argument("modes")
+    p.add_argument("points", nargs="+")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--pause", type=float, default=0.1)
+    p.add_argument("--min-sample", type=float, default=0.03)
+    p.add_argument("--paths", default=",".join(cpu.PATHS))
+    args = p.parse_args()
+    impls = bc.available_implementations(["nblstm", "torch"])
+    if "torch" in impls:
+        compare._set_torch_threads()
+    paths = args.paths.split(",")
+    print(f"config: {dataclasses.replace(cpu.config)}")
+    print("dtype mode (B,T,I,H) | " + " | ".join(f"{q} ms (/torch)" for q in paths) + " | torch ms")
+    for dtype in args.dtypes.split(","):
+        for mode in args.modes.split(","):
+            for point in args.points:
+                case = bc.Case(*map(int, point.split(",")), dtype, mode)
+                inputs = bc.make_inputs(case)
+                fn, _ = bc.make_callable("nblstm", case, inputs)
+                fns = {q: forced(q, fn) for q in paths}
+                if "torch" in impls:
+                    fns["torch"], _ = bc.make_callable("torch", case, inputs)
+                t = compare.time_interleaved(fns, args.repeats, args.pause, args.min_sample)
+                torch_ms = t["torch"]["median"] * 1e3 if "torch" in t else float("nan")
+                cells = [f"{t[q]['median'] * 1e3:.3f} ({t[q]['median'] * 1e3 / torch_ms:.2f})"
+                         for q in paths]
+                print(f"{dtype} {mode} {case.shape} | " + " | ".join(cells)
+                      + f" | {torch_ms:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -58,11 +58,13 @@ def test_paths_agree_with_each_other(cpu_config, path):
 
 
 def test_automatic_choice_switches_at_the_thresholds(cpu_config):
-    cpu_config.serial_max_work = 1000
     cpu_config.blas_min_work = 5000
-    B, H = 4, 10                                   # B*H*4H = 1600
-    assert cpu.choose_path(1, 15) == "serial"      # 900
-    assert cpu.choose_path(B, H) == "tiles"
+    cpu_config.numba_min_batch = 2
+    cpu_config.tiles_min_batch = 4
+    assert cpu.choose_path(1, 5) == "blas"         # one row: BLAS's matrix-vector product
+    assert cpu.choose_path(2, 5) == "serial"       # B*H*4H = 200
+    assert cpu.choose_path(3, 20) == "serial"      # 4800
+    assert cpu.choose_path(4, 10) == "tiles"       # 1600
     assert cpu.choose_path(2, 25) == "blas"        # 5000
     cpu_config.path = "serial"
     assert cpu.choose_path(2, 25) == "serial"      # forcing wins
@@ -72,13 +74,22 @@ def test_automatic_choice_switches_at_the_thresholds(cpu_config):
 
 
 @pytest.mark.parametrize("threshold, expected", [(6 * 24 * 4 * 24, "blas"), (6 * 24 * 4 * 24 + 1, "tiles")])
-def test_both_sides_of_the_blas_threshold_match_reference(cpu_config, threshold, expected):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_both_sides_of_the_blas_threshold_match_reference(cpu_config, threshold, expected, dtype):
     """(B, H) = (6, 24) has B*H*4H = 13824: at that threshold it takes BLAS, one above it tiles."""
-    cpu_config.serial_max_work = 0
     cpu_config.blas_min_work = threshold
     assert cpu.choose_path(6, 24) == expected
-    p = make_problem(6, 5, 4, 24, seed=3, lengths="mixed")
-    assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(np.float64)])
+    p = make_problem(6, 5, 4, 24, dtype=dtype, seed=3, lengths="mixed")
+    assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
+
+
+def test_default_choice_on_the_benchmark_grid():
+    """The defaults send each benchmark point where bench/cpu_paths.py measured it fastest."""
+    assert cpu.choose_path(1, 128) == "blas"
+    assert cpu.choose_path(2, 256) == "serial"
+    assert cpu.choose_path(32, 64) == "tiles"
+    assert cpu.choose_path(8, 256) == "tiles"
+    assert cpu.choose_path(64, 256) == "blas"
 
 
 @pytest.mark.parametrize("chunk_elements", [1, 4 * 3 * 5 * 2 + 1, 10 ** 9])

@@ -29,9 +29,11 @@ WORKER = textwrap.dedent('''
     def problems():
         """(name, B, T, I, H, dtype, lengths, reverse).
 
-        The narrow batches (B = 1, 2) are tiled over hidden units differently
-        for 1 and 2 threads; the thresholds set in main() send "f32_lengths"
-        down the serial path and the "blas" problems down the per-step BLAS path.
+        Narrow batches (B = 1, 2) are tiled over hidden units when the tiles
+        path is forced, differently for 1 and 2 threads. With the automatic
+        choice and the threshold set in main(), "one_row_wide" and the "blas"
+        problems take BLAS, "two_rows_wide" the serial loop and the others
+        parallel tiles.
         """
         yield "f64", 7, 9, 5, 20, np.float64, None, False
         yield "f64_lengths_reverse", 7, 9, 5, 20, np.float64, [9, 0, 4, 9, 1, 8, 3], True
@@ -65,14 +67,22 @@ WORKER = textwrap.dedent('''
             out.update(run(*prob))
         return out
 
+    def run_paths():
+        """Every problem with each path forced (training included), then chosen by size."""
+        out = {}
+        for path in nblstm.cpu.PATHS:
+            nblstm.cpu.config.path = path
+            out.update({f"{path}:{k}": v for k, v in run_all().items()})
+        nblstm.cpu.config.path = None
+        out.update(run_all())
+        return out
+
     def main(threads_check, prefix):
-        # one set of thresholds for the whole process (the threads share the config), so
-        # that every path runs: "f32_lengths" (B*H*4H = 5780) the serial loop, the
-        # "blas" problems (13824) per-step BLAS, the others (6400 to 12800) parallel tiles
-        nblstm.cpu.config.serial_max_work = 6000
+        # one threshold for the whole process (the threads share the config): the "blas"
+        # problems (B*H*4H = 13824) take per-step BLAS, the others (at most 12800) do not
         nblstm.cpu.config.blas_min_work = 6 * 24 * 4 * 24
-        serial = run_all()
-        again = run_all()
+        serial = run_paths()
+        again = run_paths()
         report = [f"not repeatable within one process: {k}" for k in serial
                   if not np.array_equal(serial[k], again[k])]
         np.savez(prefix + ".npz", **serial)
@@ -137,10 +147,11 @@ def test_repeatable_within_a_process(runs):
 def test_bitwise_identical_across_thread_counts(runs):
     t1, t2 = runs["t1"][0], runs["t2"][0]
     keys = set(t1.files)
-    assert len(keys) == 7 * 12 and set(t2.files) == keys
+    assert len(keys) == 7 * 12 * (1 + len(nblstm.cpu.PATHS)) and set(t2.files) == keys
     mismatches = [k for k in sorted(keys) if not np.array_equal(t1[k], t2[k])]
     assert not mismatches, "NUMBA_NUM_THREADS=1 and 2 differ in:\n" + "\n".join(mismatches)
     assert np.abs(t1["f64/dW_hh"]).max() > 0 and np.abs(t1["blas/dx"]).max() > 0
+    assert np.abs(t1["tiles:f64/dW_hh"]).max() > 0 and np.abs(t1["serial:two_rows_wide/dx"]).max() > 0
 
 
 def test_concurrent_python_threads(runs):

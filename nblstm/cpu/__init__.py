@@ -22,14 +22,20 @@ __all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_us
 class CPUConfig:
     """Tuning of the CPU kernels.
 
+    The defaults come from ``python bench/cpu_paths.py`` on the 2-core
+    reference machine (bench/RESULTS.md, "CPU paths").
+
     Attributes
     ----------
-    serial_max_work : int
-        ``B * H * 4H`` (multiply-adds of one step's recurrent product) below
-        which a step runs on the calling thread only (``path="serial"``).
     blas_min_work : int
-        ``B * H * 4H`` from which the recurrent product is one BLAS call per
-        step (``path="blas"``); in between, parallel tiles (``path="tiles"``).
+        ``B * H * 4H`` (multiply-adds of one step's recurrent product) from
+        which a step is one BLAS call (``path="blas"``).
+    numba_min_batch : int
+        Smaller batches take BLAS too: for one row, BLAS's matrix-vector
+        product beats the numba loops.
+    tiles_min_batch : int
+        Below ``blas_min_work``, batches from this size run in parallel tiles
+        (``"tiles"``), smaller ones on the calling thread (``"serial"``).
     path : str or None
         Force ``"serial"``, ``"tiles"`` or ``"blas"`` (tests, benchmarks);
         None chooses by size.
@@ -38,16 +44,13 @@ class CPUConfig:
     tiles_per_thread : int
         Tiles to aim for per numba thread, for load balance.
     chunk_elements : int
-        Elements of the inference input-projection buffer (bounds memory for long T).
+        Elements of the ``"blas"`` path's inference input-projection buffer
+        (bounds memory for long T).
     """
 
-    # Both 0, so every size takes the BLAS path: on the 2-core reference machine it
-    # was fastest at every size measured, from (B, H) = (1, 8) to (64, 512); see
-    # bench/RESULTS.md ("CPU paths"). Tiles pay a one-off stall of ~8 ms per call
-    # while BLAS's worker threads, still spinning after the input projection,
-    # hold the second core (numba issue 6933).
-    serial_max_work: int = 0
-    blas_min_work: int = 0
+    blas_min_work: int = 4_000_000
+    numba_min_batch: int = 2
+    tiles_min_batch: int = 4
     path: str | None = None
     min_unit_block: int = 16
     tiles_per_thread: int = 2
@@ -62,25 +65,42 @@ PATHS = ("serial", "tiles", "blas")
 def choose_path(B, H):
     """How one step runs for a batch of B rows and H hidden units.
 
-    The choice depends on the sizes only, never on the thread count, so that
-    results are the same for any ``NUMBA_NUM_THREADS``.
+    The choice depends on the sizes only, the same for inference and training:
+    ``"blas"`` rounds differently from the other two (which are bitwise equal),
+    so ``lstm`` and ``lstm_forward`` give the same bits, and results do not
+    depend on ``NUMBA_NUM_THREADS``. A training step's forward and backward
+    then also use one pool of threads: numba's and BLAS's each keep spinning
+    after they run, and alternating them made a training step 2.5-3.5x slower
+    on two cores (numba issue 6933).
     """
     if config.path is not None:
         if config.path not in PATHS:
             raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
                              f"got {config.path!r}")
         return config.path
-    work = B * H * 4 * H
-    if work < config.serial_max_work:
-        return "serial"
-    return "blas" if work >= config.blas_min_work else "tiles"
+    if B < config.numba_min_batch or B * H * 4 * H >= config.blas_min_work:
+        return "blas"
+    return "tiles" if B >= config.tiles_min_batch else "serial"
 
 
-def _unit_block(B, H):
-    """Hidden units per tile: whole rows when the batch alone feeds every thread."""
-    want_tiles = numba.get_num_threads() * config.tiles_per_thread
-    blocks_per_row = max(1, -(-want_tiles // max(B, 1)))
-    return max(min(H, config.min_unit_block), -(-H // blocks_per_row))
+def _tiling(B, H):
+    """(batch rows, hidden units) per parallel tile.
+
+    Whole rows per tile when the batch alone gives every thread work: a tile
+    that covers part of a row computes four short column ranges, one per gate,
+    which runs at a fraction of the speed of one range over the row's 4H
+    columns. Two rows per tile where there are rows enough (``add_products``
+    computes two at a time). The thread count only sets the tiling; results do
+    not depend on it, since every element is summed in the same order.
+    """
+    threads = numba.get_num_threads()
+    want_tiles = threads * config.tiles_per_thread
+    row_block = 2 if B >= 2 * want_tiles else 1
+    row_blocks = -(-max(B, 1) // row_block)
+    if row_blocks >= threads:
+        return row_block, H
+    blocks_per_row = -(-want_tiles // row_blocks)
+    return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row))
 
 
 def empty(shape, dtype):
@@ -135,14 +155,16 @@ def all_finite(a):
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     B, H = x.shape[1], W_hh.shape[1]
+    row_block, unit_block = _tiling(B, H)
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                           path=choose_path(B, H), unit_block=_unit_block(B, H),
+                           path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
                            chunk_elements=config.chunk_elements)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                    dx, dW_ih, dW_hh, db, dh0, dc0):
     B, H = x.shape[1], W_hh.shape[1]
+    row_block, unit_block = _tiling(B, H)
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
-                             path=choose_path(B, H), unit_block=_unit_block(B, H))
+                             path=choose_path(B, H), row_block=row_block, unit_block=unit_block)

@@ -2,18 +2,21 @@
 
 A serial loop over time from the last step to the first. Each step is the
 fused element-wise gate backward, which writes ``dZ_t`` and ``h_{t-1}``, then
-``dh_{t-1} = W_hh^T dZ_t``; as in the forward pass (``path``) either both on the
-calling thread (small sizes), both as parallel regions over tiles of (batch
-row, block of hidden units), or the product as one BLAS call per step with the
-element-wise part on the calling thread. After the loop the weight gradients
-are three large matrix products over all steps at once; BLAS sums each
-element in a fixed order, so results do not depend on the thread count.
+``dh_{t-1} = W_hh^T dZ_t``, in one of the forward pass's three ways (``path``):
+parallel tiles of (batch rows, hidden units) with numba products, the same as
+one tile on the calling thread, or one BLAS product per step with the
+element-wise part on the calling thread. After the loop come the weight
+gradients, products over all steps at once: BLAS on the ``"blas"`` path,
+``_weight_grads`` (numba, parallel) on the others, so that those never call
+BLAS (see forward.py). Each element is summed in a fixed order, so results do
+not depend on the thread count.
 """
 import numpy as np
 from numba import prange
 
 from .._jit import kernel
 from ._blas import gemm
+from ._products import add_products
 from ._gates import dsigmoid_from_output, dtanh_from_output, tanh
 
 
@@ -56,18 +59,6 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_p
 
 
 @kernel
-def _dh_tile(dz, W_hh, dh_row, k0, k1):
-    """``dh_row[k0:k1] = (W_hh^T dz)[k0:k1]``, summed over q in a fixed order."""
-    out = dh_row[k0:k1]
-    out[:] = 0
-    for q in range(W_hh.shape[0]):
-        d = dz[q]
-        w = W_hh[q, k0:k1]
-        for k in range(k1 - k0):
-            out[k] += w[k] * d
-
-
-@kernel
 def _clear_padded(t, n, dZ, h_prev):
     """Rows n.. have no step t: no gradient and no h_{t-1} (dW_hh must not see them)."""
     for r in range(n, dZ.shape[1]):
@@ -75,10 +66,23 @@ def _clear_padded(t, n, dZ, h_prev):
         h_prev[t, r, :] = 0
 
 
+@kernel
+def _dh_tile(t, r0, r1, k0, k1, dZ, W_hh, dh):
+    """``dh[r, k0:k1] = (W_hh^T dz_t)[k0:k1]`` for rows r0:r1, summed over q in order."""
+    for r in range(r0, r1):
+        dh[r, k0:k1] = 0
+    add_products(dZ[t], W_hh, dh, r0, r1, k0, k1)
+
+
 @kernel(parallel=True)
 def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev,
-                               unit_block):
-    """Walk the steps backwards, filling ``dZ`` and ``h_prev``; two parallel regions a step.
+                               row_block, unit_block):
+    """Walk the steps backwards, filling ``dZ`` and ``h_prev``; no BLAS call.
+
+    A tile is (block of ``row_block`` batch rows, block of ``unit_block``
+    hidden units). ``dh_{t-1}`` of a row needs that row's whole ``dz_t``: with
+    whole rows per tile (``unit_block == H``) a tile does both and a step is
+    one parallel region, else the product is a second region.
 
     Parameters
     ----------
@@ -91,7 +95,7 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
     dy : ndarray, shape (T, B, H)
         dL/dy (any strides).
     W_hh : ndarray, shape (4H, H)
-        Recurrent weights.
+        Recurrent weights, C-contiguous.
     n_active : ndarray of int64, shape (T,)
         Running rows per step.
     dh, dc : ndarray, shape (B, H)
@@ -100,33 +104,51 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
         Output: dL/dz_t, 0 at padded steps.
     h_prev : ndarray, shape (T, B, H)
         Output: h_{t-1} (0 at padded steps), the operand of dW_hh.
-    unit_block : int
-        Hidden units per parallel tile.
+    row_block, unit_block : int
+        Batch rows and hidden units per tile.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
     n_unit_blocks = (H + unit_block - 1) // unit_block
     for t in range(T - 1, -1, -1):
         n = n_active[t]
-        for tile in prange(n * n_unit_blocks):
-            r = tile // n_unit_blocks
+        n_row_blocks = (n + row_block - 1) // row_block
+        for tile in prange(n_row_blocks * n_unit_blocks):
+            r0 = (tile // n_unit_blocks) * row_block
+            r1 = min(r0 + row_block, n)
             j0 = (tile % n_unit_blocks) * unit_block
-            _gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
-                                 dh, dc, dZ, h_prev)
+            j1 = min(j0 + unit_block, H)
+            for r in range(r0, r1):
+                _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
+            if n_unit_blocks == 1:
+                _dh_tile(t, r0, r1, 0, H, dZ, W_hh, dh)
         _clear_padded(t, n, dZ, h_prev)
-        for tile in prange(n * n_unit_blocks):                   # dh_{t-1} = W_hh^T dz_t
-            r = tile // n_unit_blocks
-            k0 = (tile % n_unit_blocks) * unit_block
-            _dh_tile(dZ[t, r], W_hh, dh[r], k0, min(k0 + unit_block, H))
+        if n_unit_blocks > 1:
+            for tile in prange(n_row_blocks * n_unit_blocks):   # dh_{t-1} = W_hh^T dz_t
+                r0 = (tile // n_unit_blocks) * row_block
+                k0 = (tile % n_unit_blocks) * unit_block
+                _dh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + unit_block, H), dZ, W_hh, dh)
 
 
 @kernel
-def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev,
-                                use_blas):
-    """The steps of ``_recurrence_backward_tiles`` on the calling thread only.
+def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev):
+    """The steps of ``_recurrence_backward_tiles`` as one tile per step, on the calling thread."""
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    for t in range(T - 1, -1, -1):
+        n = n_active[t]
+        for r in range(n):
+            _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
+        _dh_tile(t, 0, n, 0, H, dZ, W_hh, dh)
+        _clear_padded(t, n, dZ, h_prev)
 
-    With ``use_blas``, ``dh_{t-1} = W_hh^T dz_t`` for all rows is one BLAS product
-    per step (BLAS's threads are the parallelism). Arguments as there.
+
+@kernel
+def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev):
+    """The steps with ``dh_{t-1} = W_hh^T dz_t`` for all rows as one BLAS product per step.
+
+    The element-wise part runs on the calling thread; BLAS's threads are the
+    parallelism. Arguments as for ``_recurrence_backward_tiles``.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
@@ -135,16 +157,50 @@ def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc
         for r in range(n):
             _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
         _clear_padded(t, n, dZ, h_prev)
-        if use_blas:
-            if n > 0:
-                np.dot(dZ[t, :n], W_hh, dh[:n])                  # dh_{t-1} = W_hh^T dz_t
-        else:
-            for r in range(n):
-                _dh_tile(dZ[t, r], W_hh, dh[r], 0, H)
+        if n > 0:
+            np.dot(dZ[t, :n], W_hh, dh[:n])
+
+
+@kernel(parallel=True)
+def _weight_grads(dZ, x, h_prev, W_ih, dW_ih, dW_hh, dx):
+    """``dW_ih = dZ^T x``, ``dW_hh = dZ^T h_prev``, ``dx = dZ W_ih`` without BLAS.
+
+    Each element sums over its index in increasing order (``add_products``), so
+    the result does not depend on the thread count.
+
+    Parameters
+    ----------
+    dZ : ndarray, shape (N, 4H)
+        dL/dz of every (step, row), N = T * B.
+    x, h_prev : ndarray, shapes (N, I), (N, H)
+        The layer's input and h_{t-1} of every (step, row), C-contiguous.
+    W_ih : ndarray, shape (4H, I)
+        Input weights, C-contiguous.
+    dW_ih, dW_hh : ndarray, shapes (4H, I), (4H, H)
+        Outputs (overwritten).
+    dx : ndarray, shape (N, I)
+        Output (overwritten).
+    """
+    N, H4 = dZ.shape
+    I = x.shape[1]
+    H = h_prev.shape[1]
+    dZT = dZ.T
+    for pair in prange((H4 + 1) // 2):
+        q0 = 2 * pair
+        q1 = min(q0 + 2, H4)
+        dW_ih[q0:q1, :] = 0
+        dW_hh[q0:q1, :] = 0
+        add_products(dZT, x, dW_ih, q0, q1, 0, I)
+        add_products(dZT, h_prev, dW_hh, q0, q1, 0, H)
+    for pair in prange((N + 1) // 2):
+        r0 = 2 * pair
+        r1 = min(r0 + 2, N)
+        dx[r0:r1, :] = 0
+        add_products(dZ, W_ih, dx, r0, r1, 0, I)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, unit_block):
+                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block):
     """Gradients of one forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -171,8 +227,8 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         Output dL/dh0, dL/dc0.
     path : {"serial", "tiles", "blas"}
         How a step runs, as in ``forward_layer``.
-    unit_block : int
-        Hidden units per parallel tile (``path="tiles"``).
+    row_block, unit_block : int
+        Batch rows and hidden units per parallel tile (``path="tiles"``).
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -181,18 +237,29 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
     dZ = np.empty((T, B, 4 * H), gates.dtype)
     h_prev = np.empty((T, B, H), gates.dtype)
+    use_blas = path == "blas"
+    W_hh = W_hh if use_blas else np.ascontiguousarray(W_hh)
     if T > 0 and B > 0:
         if path == "tiles":
             _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                       h_prev, unit_block)
-        else:
+                                       h_prev, row_block, unit_block)
+        elif path == "serial":
             _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                        h_prev, path == "blas")
+                                        h_prev)
+        else:
+            _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
+                                      h_prev)
     dZ_flat = dZ.reshape(T * B, 4 * H)
+    x_flat = np.ascontiguousarray(x).reshape(T * B, I)
+    dx_flat = dx.reshape(T * B, I)
     # With check_finite=False a non-finite input is the caller's choice: it propagates
     # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
     with np.errstate(all="ignore"):
-        gemm(dZ_flat.T, x.reshape(T * B, I), dW_ih)             # dW_ih = Σ_t dz_t x_tᵀ
-        gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)        # dW_hh = Σ_t dz_t h_{t-1}ᵀ
         np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
-        gemm(dZ_flat, W_ih, dx.reshape(T * B, I))               # dx_t = W_ihᵀ dz_t
+        if use_blas:
+            gemm(dZ_flat.T, x_flat, dW_ih)                      # dW_ih = Σ_t dz_t x_tᵀ
+            gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
+            gemm(dZ_flat, W_ih, dx_flat)                        # dx_t = W_ihᵀ dz_t
+        else:
+            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H),
+                          np.ascontiguousarray(W_ih), dW_ih, dW_hh, dx_flat)

@@ -1,67 +1,44 @@
 """CPU forward pass of one LSTM layer (forward direction, batch sorted by length).
 
-Structure, as the fast LSTM implementations do it:
+A serial loop over time; each step computes ``z = b + W_ih x_t + W_hh h_{t-1}``
+and the fused gate and cell update, in one of three ways (``path``, chosen by
+size in ``nblstm.cpu.choose_path``):
 
-1. the input projection ``Z_x = X W_ih^T + b`` for a chunk of time steps as one
-   BLAS matrix product (``_project_chunk``);
-2. a serial loop over the steps of the chunk, each step adding the recurrent
-   term ``W_hh h_{t-1}`` and applying the fused gate and cell update, in one of
-   three ways (``path``, chosen by size in ``nblstm.cpu.choose_path``):
+- ``"tiles"``: one numba parallel region per step over tiles of (two batch
+  rows, block of hidden units), each tile computing its part of ``z`` with
+  numba loops (``_products.add_products``), then its gates;
+- ``"serial"``: the same step as one tile on the calling thread (the smallest
+  sizes, where starting threads every step would cost more than the step);
+- ``"blas"``: as the fast LSTM implementations for large sizes do it, the input
+  projection of a chunk of steps as one BLAS product (``_project_chunk``), then
+  per step one BLAS product ``W_hh h_{t-1}`` for all rows and the element-wise
+  update on the calling thread.
 
-   - ``"serial"``: the whole step in one loop on the calling thread (small
-     sizes, where starting threads every step would cost more than the step);
-   - ``"tiles"``: one parallel region per step over tiles of (batch row, block
-     of hidden units), each summing ``W_hh h_{t-1}`` itself;
-   - ``"blas"``: one BLAS product per step for all rows, then the element-wise
-     update on the calling thread (large sizes, where the product dominates).
-
-   BLAS is never called inside a parallel region: numba's and BLAS's worker
-   threads would then wait on each other at every step (numba issue 6933).
-   Every path sums ``W_hh h_{t-1}`` per element in an order that depends only on
-   the sizes, so results do not depend on the thread count.
+The first two call no BLAS at all, the third runs no numba parallel region:
+numba's and BLAS's worker threads never compete for the cores (numba issue
+6933). Every path sums each element in an order that depends only on the
+sizes, so results do not depend on the thread count; "tiles" and "serial" are
+bitwise equal.
 """
 import numpy as np
 from numba import prange
 
 from .._jit import kernel
 from ._blas import gemm
+from ._products import add_products
 from ._gates import sigmoid, tanh
 
 
 @kernel
-def _step_tile(z, r, j0, j1, hp, W_hhT, rec, use_rec, c_state, h_out):
-    """One step of the recurrence for hidden units ``j0:j1`` of batch row ``r``.
+def _activate_tile(z, r, j0, j1, c_state, h_out):
+    """Turn row ``r``'s pre-activations ``z`` into ``[i f g o]`` in place for units ``j0:j1``.
 
-    Adds ``W_hh h_{t-1}`` to ``z`` (from ``rec`` if ``use_rec``, else summed over
-    ``k`` in a fixed order, so the result does not depend on the tiling), turns
-    ``z`` into the activations ``[i f g o]`` in place and updates ``c_state[r]``
-    and ``h_out[r]`` for those units.
-
-    Every loop runs over a slice from index 0: numba then knows no index is
-    negative, drops its wrap-around check and LLVM vectorises the loop.
+    Then update ``c_state[r]`` and ``h_out[r]`` for those units. Every loop runs
+    over a slice from index 0: numba then knows no index is negative, drops its
+    wrap-around check and LLVM vectorises the loop.
     """
     H = c_state.shape[1]
     m = j1 - j0
-    if use_rec:
-        for q in range(4):
-            zq = z[q * H + j0:q * H + j1]
-            rq = rec[r, q * H + j0:q * H + j1]
-            for j in range(m):
-                zq[j] += rq[j]
-    elif m == H:                                           # whole row: one axpy over 4H
-        for k in range(H):                                 # z += W_hh h_{t-1}, k in fixed order
-            hk = hp[r, k]
-            w = W_hhT[k]
-            for j in range(4 * H):
-                z[j] += w[j] * hk
-    else:
-        for k in range(H):
-            hk = hp[r, k]
-            for q in range(4):
-                zq = z[q * H + j0:q * H + j1]
-                wq = W_hhT[k, q * H + j0:q * H + j1]
-                for j in range(m):
-                    zq[j] += wq[j] * hk
     i = z[j0:j1]
     f = z[H + j0:H + j1]
     g = z[2 * H + j0:2 * H + j1]
@@ -84,6 +61,30 @@ def _step_tile(z, r, j0, j1, hp, W_hhT, rec, use_rec, c_state, h_out):
 
 
 @kernel
+def _preactivation_tile(x_t, W_ihT, b, hp, W_hhT, z, r0, r1, c0, c1):
+    """``z[r, c0:c1] = b + W_ih x_t + W_hh h_{t-1}`` (columns c0:c1) for rows r0:r1."""
+    for r in range(r0, r1):
+        z[r, c0:c1] = b[c0:c1]
+    add_products(x_t, W_ihT, z, r0, r1, c0, c1)
+    add_products(hp, W_hhT, z, r0, r1, c0, c1)
+
+
+@kernel
+def _fused_step_tile(t, r0, r1, j0, j1, x, W_ihT, b, hp, W_hhT, z, c_state, hn,
+                     y, cells, keep_cache, last_step, h_n, c_n):
+    """The whole step t for batch rows ``r0:r1`` and hidden units ``j0:j1``."""
+    H = c_state.shape[1]
+    if j1 - j0 == H:                                       # whole rows: one product over 4H
+        _preactivation_tile(x[t], W_ihT, b, hp, W_hhT, z, r0, r1, 0, 4 * H)
+    else:
+        for q in range(4):
+            _preactivation_tile(x[t], W_ihT, b, hp, W_hhT, z, r0, r1, q * H + j0, q * H + j1)
+    for r in range(r0, r1):
+        _activate_tile(z[r], r, j0, j1, c_state, hn)
+        _store_tile(t, r, j0, j1, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
+
+
+@kernel
 def _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n):
     """Write step t's h (and c) of row r, units j0:j1, to y, the cache and the final state."""
     y[t, r, j0:j1] = h_row[j0:j1]
@@ -102,12 +103,99 @@ def _zero_finished_rows(t, n, y):
 
 
 @kernel(parallel=True)
-def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
-                      y, h_n, c_n, cells, keep_cache, unit_block):
-    """Run steps ``t0 .. t0 + len(zx) - 1``, each step one parallel region over tiles.
+def _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_step,
+                      h_prev, h_next, c_state, y, h_n, c_n, cells, row_block, unit_block):
+    """Run all T steps, each step one parallel region over tiles; no BLAS call.
 
-    A tile is (batch row, block of ``unit_block`` hidden units); there is no BLAS
-    call in here, so numba's threads never wait on BLAS's.
+    A tile is (block of ``row_block`` batch rows, block of ``unit_block``
+    hidden units) and computes its part of ``b + W_ih x_t + W_hh h_{t-1}`` with
+    :func:`add_products`, then the gates and the cell update.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        Input (any strides).
+    W_ihT, W_hhT : ndarray, shapes (I, 4H), (H, 4H)
+        Transposed weights, C-contiguous.
+    b : ndarray, shape (4H,)
+        Bias.
+    z_steps : ndarray, shape (T, B, 4H) or (1, B, 4H)
+        Where the step's gates go: the ``gates`` cache (``keep_cache``), or one
+        step's scratch, reused (inference).
+    keep_cache : bool
+        Whether to keep the gates and cells of every step.
+    n_active : ndarray of int64, shape (T,)
+        Running rows per step (rows ``0 .. n_active[t]-1``).
+    last_step : ndarray of int64, shape (B,)
+        ``lengths - 1``: the step after which a row's state is final.
+    h_prev, h_next : ndarray, shape (B, H)
+        Double buffer for h; ``h_prev`` holds h0 on entry. Swapped each step.
+    c_state : ndarray, shape (B, H)
+        c0 on entry, updated in place.
+    y : ndarray, shape (T, B, H)
+        Output (any strides): h_t for running rows, 0 for the rest.
+    h_n, c_n : ndarray, shape (B, H)
+        Written at each row's last step.
+    cells : ndarray, shape (T, B, H)
+        c_t for the cache (only written when ``keep_cache``).
+    row_block, unit_block : int
+        Batch rows and hidden units per tile (``nblstm.cpu._tiling``).
+
+    Returns
+    -------
+    bool
+        Whether the final h is in ``h_prev`` (False) or ``h_next`` (True).
+    """
+    T = x.shape[0]
+    H = W_hhT.shape[0]
+    n_unit_blocks = (H + unit_block - 1) // unit_block
+    swapped = False
+    for t in range(T):
+        n = n_active[t]
+        hp = h_next if swapped else h_prev
+        hn = h_prev if swapped else h_next
+        z = z_steps[t if keep_cache else 0]
+        n_row_blocks = (n + row_block - 1) // row_block
+        for tile in prange(n_row_blocks * n_unit_blocks):
+            r0 = (tile // n_unit_blocks) * row_block
+            j0 = (tile % n_unit_blocks) * unit_block
+            _fused_step_tile(t, r0, min(r0 + row_block, n), j0, min(j0 + unit_block, H),
+                             x, W_ihT, b, hp, W_hhT, z, c_state, hn,
+                             y, cells, keep_cache, last_step, h_n, c_n)
+        _zero_finished_rows(t, n, y)
+        swapped = not swapped
+    return swapped
+
+
+@kernel
+def _recurrence_serial(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_step,
+                       h_prev, h_next, c_state, y, h_n, c_n, cells):
+    """The steps of ``_recurrence_tiles`` on the calling thread, one tile per step.
+
+    For small sizes, where starting threads every step costs more than the
+    step. Arguments as for ``_recurrence_tiles``.
+    """
+    T = x.shape[0]
+    H = W_hhT.shape[0]
+    swapped = False
+    for t in range(T):
+        n = n_active[t]
+        hp = h_next if swapped else h_prev
+        hn = h_prev if swapped else h_next
+        _fused_step_tile(t, 0, n, 0, H, x, W_ihT, b, hp, W_hhT, z_steps[t if keep_cache else 0],
+                         c_state, hn, y, cells, keep_cache, last_step, h_n, c_n)
+        _zero_finished_rows(t, n, y)
+        swapped = not swapped
+    return swapped
+
+
+@kernel
+def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
+                     y, h_n, c_n, cells, keep_cache, rec):
+    """Steps ``t0 .. t0 + len(zx) - 1`` with one BLAS product per step for all rows.
+
+    The element-wise update runs on the calling thread; BLAS's own threads are
+    the parallelism (large sizes, where the product dominates).
 
     Parameters
     ----------
@@ -118,59 +206,11 @@ def _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_stat
     t0 : int
         Time index of ``zx[0]``.
     W_hhT : ndarray, shape (H, 4H)
-        Transposed recurrent weights (contiguous rows for the axpy loop).
-    n_active : ndarray of int64, shape (T,)
-        Running rows per step (rows ``0 .. n_active[t]-1``).
-    last_step : ndarray of int64, shape (B,)
-        ``lengths - 1``: the step after which a row's state is final.
-    h_prev, h_next : ndarray, shape (B, H)
-        Double buffer for h; ``h_prev`` holds h_{t0-1} on entry. Swapped each step.
-    c_state : ndarray, shape (B, H)
-        c_{t0-1} on entry, updated in place.
-    y : ndarray, shape (T, B, H)
-        Output, written at steps ``t0 ..``: h_t for running rows, 0 for the rest.
-    h_n, c_n : ndarray, shape (B, H)
-        Written for the rows whose last step is in this chunk.
-    cells : ndarray, shape (T, B, H)
-        c_t for the cache (only written when ``keep_cache``).
-    unit_block : int
-        Hidden units per tile.
+        Transposed recurrent weights (any layout BLAS takes).
+    rec : ndarray, shape (B, 4H)
+        Scratch for ``W_hh h_{t-1}``.
 
-    Returns
-    -------
-    bool
-        Whether the final h is in ``h_prev`` (False) or ``h_next`` (True).
-    """
-    steps, _, H4 = zx.shape
-    H = H4 // 4
-    n_unit_blocks = (H + unit_block - 1) // unit_block
-    swapped = False
-    for s in range(steps):
-        t = t0 + s
-        n = n_active[t]
-        hp = h_next if swapped else h_prev
-        hn = h_prev if swapped else h_next
-        for tile in prange(n * n_unit_blocks):
-            r = tile // n_unit_blocks
-            j0 = (tile % n_unit_blocks) * unit_block
-            j1 = min(j0 + unit_block, H)
-            # use_rec=False: the rec argument is never read, hp only fills its slot
-            _step_tile(zx[s, r], r, j0, j1, hp, W_hhT, hp, False, c_state, hn)
-            _store_tile(t, r, j0, j1, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_finished_rows(t, n, y)
-        swapped = not swapped
-    return swapped
-
-
-@kernel
-def _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
-                       y, h_n, c_n, cells, keep_cache, use_blas, rec):
-    """The same steps as ``_recurrence_tiles`` on the calling thread only.
-
-    With ``use_blas`` the recurrent term of all rows is one BLAS product per step
-    into ``rec`` (shape (B, 4H)), and BLAS's own threads are the parallelism;
-    without it (small sizes) the whole step is one loop, with no thread start-up
-    at all. Arguments as for ``_recurrence_tiles``.
+    The other arguments and the result are as for ``_recurrence_tiles``.
     """
     steps, _, H4 = zx.shape
     H = H4 // 4
@@ -180,10 +220,14 @@ def _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_sta
         n = n_active[t]
         hp = h_next if swapped else h_prev
         hn = h_prev if swapped else h_next
-        if use_blas and n > 0:
+        if n > 0:
             np.dot(hp[:n], W_hhT, rec[:n])                 # W_hh h_{t-1} for all rows
         for r in range(n):
-            _step_tile(zx[s, r], r, 0, H, hp, W_hhT, rec, use_blas, c_state, hn)
+            z = zx[s, r]
+            rec_r = rec[r]
+            for j in range(H4):
+                z[j] += rec_r[j]
+            _activate_tile(z, r, 0, H, c_state, hn)
             _store_tile(t, r, 0, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
         _zero_finished_rows(t, n, y)
         swapped = not swapped
@@ -200,7 +244,7 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                  *, path, unit_block, chunk_elements):
+                  *, path, row_block, unit_block, chunk_elements):
     """One forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -224,11 +268,12 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     path : {"serial", "tiles", "blas"}
         How a step runs: one loop on the calling thread, parallel tiles, or a
         BLAS product plus a serial element-wise loop (see ``nblstm.cpu.choose_path``).
-    unit_block : int
-        Hidden units per parallel tile (``path="tiles"``).
+    row_block, unit_block : int
+        Batch rows and hidden units per parallel tile (``path="tiles"``).
     chunk_elements : int
-        Bound on the inference projection buffer (elements); the training
-        path projects straight into ``gates``.
+        Bound on the inference projection buffer of the ``"blas"`` path
+        (elements); training projects straight into ``gates``, and the other
+        paths need one step's ``z`` only.
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
@@ -236,35 +281,52 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     c_n[...] = c0
     if T == 0 or B == 0:
         return
-    W_ihT = W_ih.T
-    # the loops of the other paths want contiguous rows of W_hh^T; BLAS takes the
-    # transposed view as it is, so the blas path skips the copy (5% of a mid-size call)
-    W_hhT = W_hh.T if path == "blas" else np.ascontiguousarray(W_hh.T)
     # rows with lengths > t, i.e. -lengths < -t, are a prefix of the sorted batch
     n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
     last_step = lengths - 1
     h_prev = np.array(h0, order="C")
     h_next = np.empty_like(h_prev)
     c_state = np.array(c0, order="C")
-    use_blas = path == "blas"
-    rec = np.empty((B, 4 * H), x.dtype) if use_blas else np.empty((0, 4 * H), x.dtype)
+    keep_cache = gates is not None
+    cells_out = cells if keep_cache else np.empty((0, 0, 0), x.dtype)
+    if path == "blas":
+        _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
+                                y, h_n, c_n, gates, cells_out, chunk_elements)
+    else:
+        # add_products wants contiguous rows of the right factor
+        W_ihT = np.ascontiguousarray(W_ih.T)
+        W_hhT = np.ascontiguousarray(W_hh.T)
+        z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
+        if path == "tiles":
+            _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active,
+                                        last_step, h_prev, h_next, c_state, y, h_n, c_n,
+                                        cells_out, row_block, unit_block)
+        else:
+            _recurrence_serial(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active,
+                                         last_step, h_prev, h_next, c_state, y, h_n, c_n,
+                                         cells_out)
+
+
+def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
+                  y, h_n, c_n, gates, cells, chunk_elements):
+    """The ``"blas"`` path: project chunks of steps with one product, then run their steps."""
+    T, B, _ = x.shape
+    H = W_hh.shape[1]
     keep_cache = gates is not None
     if keep_cache:
         chunk = T
-        cells_out = cells
     else:
         chunk = max(1, min(T, chunk_elements // max(1, B * 4 * H)))
         buffer = np.empty((chunk, B, 4 * H), x.dtype)
-        cells_out = np.empty((0, 0, 0), x.dtype)
+    rec = np.empty((B, 4 * H), x.dtype)
+    swapped = False
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
         zx = gates[t0:t1] if keep_cache else buffer[:t1 - t0]
-        _project_chunk(x, W_ihT, b, t0, t1, zx)
-        if path == "tiles":
-            swapped = _recurrence_tiles(zx, t0, W_hhT, n_active, last_step, h_prev, h_next,
-                                        c_state, y, h_n, c_n, cells_out, keep_cache, unit_block)
-        else:
-            swapped = _recurrence_serial(zx, t0, W_hhT, n_active, last_step, h_prev, h_next,
-                                         c_state, y, h_n, c_n, cells_out, keep_cache, use_blas, rec)
-        if swapped:
-            h_prev, h_next = h_next, h_prev
+        _project_chunk(x, W_ih.T, b, t0, t1, zx)
+        # BLAS takes the transposed view of W_hh as it is
+        chunk_swapped = _recurrence_blas(zx, t0, W_hh.T, n_active, last_step,
+                                         h_next if swapped else h_prev,
+                                         h_prev if swapped else h_next,
+                                         c_state, y, h_n, c_n, cells, keep_cache, rec)
+        swapped = swapped != chunk_swapped
