@@ -161,37 +161,63 @@ def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, 
             np.dot(dZ[t, :n], W_hh, dh[:n])
 
 
-@kernel(parallel=True)
-def _weight_grads(dZ, x, h_prev, W_ih, dW_ih, dW_hh, dx):
-    """``dW_ih = dZ^T x``, ``dW_hh = dZ^T h_prev``, ``dx = dZ W_ih`` without BLAS.
+#: rows of dZ per block in ``_weight_grads``: a block (at most 128 x 4H) stays in
+#: cache while every output row of a group is accumulated from it
+_GRAD_BLOCK_ROWS = 128
+#: groups of output rows in ``_weight_grads`` (the parallel loop's iterations)
+_GRAD_GROUPS = 8
 
-    Each element sums over its index in increasing order (``add_products``), so
-    the result does not depend on the thread count.
+
+@kernel
+def _accumulate_transposed(a, dZ, out_T, r0, r1):
+    """``out_T[r] = sum_n a[n, r] dZ[n]`` for ``r0 <= r < r1``.
+
+    ``n`` runs in blocks of ``_GRAD_BLOCK_ROWS``, in increasing order, so the
+    order of each sum is fixed; the block stays in cache across the rows.
+    """
+    if r0 >= r1:
+        return
+    N = a.shape[0]
+    a_T = a.T
+    out_T[r0:r1, :] = 0
+    for n0 in range(0, N, _GRAD_BLOCK_ROWS):
+        n1 = min(N, n0 + _GRAD_BLOCK_ROWS)
+        add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, 0, dZ.shape[1])
+
+
+@kernel(parallel=True)
+def _weight_grads(dZ, x, h_prev, W_ih, dW_ih_T, dW_hh_T, dx):
+    """``dW_ih^T = x^T dZ``, ``dW_hh^T = h_prev^T dZ``, ``dx = dZ W_ih`` without BLAS.
+
+    The weight gradients are computed transposed so that the inner loop runs
+    along the 4H columns of ``dZ`` rather than the I or H columns of ``x`` or
+    ``h_prev`` (short rows keep the vector loop from paying off). The parallel
+    loop splits the I + H output rows into equal groups. Each element sums
+    over its index in increasing order (``add_products``), so the result does
+    not depend on the thread count.
 
     Parameters
     ----------
     dZ : ndarray, shape (N, 4H)
         dL/dz of every (step, row), N = T * B.
     x, h_prev : ndarray, shapes (N, I), (N, H)
-        The layer's input and h_{t-1} of every (step, row), C-contiguous.
+        The layer's input and h_{t-1} of every (step, row).
     W_ih : ndarray, shape (4H, I)
         Input weights, C-contiguous.
-    dW_ih, dW_hh : ndarray, shapes (4H, I), (4H, H)
-        Outputs (overwritten).
+    dW_ih_T, dW_hh_T : ndarray, shapes (I, 4H), (H, 4H)
+        Outputs: the transposed weight gradients (overwritten).
     dx : ndarray, shape (N, I)
         Output (overwritten).
     """
-    N, H4 = dZ.shape
+    N = dZ.shape[0]
     I = x.shape[1]
-    H = h_prev.shape[1]
-    dZT = dZ.T
-    for pair in prange((H4 + 1) // 2):
-        q0 = 2 * pair
-        q1 = min(q0 + 2, H4)
-        dW_ih[q0:q1, :] = 0
-        dW_hh[q0:q1, :] = 0
-        add_products(dZT, x, dW_ih, q0, q1, 0, I)
-        add_products(dZT, h_prev, dW_hh, q0, q1, 0, H)
+    rows = I + h_prev.shape[1]                      # x's rows, then h_prev's
+    per_group = 2 * ((rows + 2 * _GRAD_GROUPS - 1) // (2 * _GRAD_GROUPS))
+    for group in prange(_GRAD_GROUPS):
+        c0 = min(rows, group * per_group)
+        c1 = min(rows, c0 + per_group)
+        _accumulate_transposed(x, dZ, dW_ih_T, min(c0, I), min(c1, I))
+        _accumulate_transposed(h_prev, dZ, dW_hh_T, max(c0, I) - I, max(c1, I) - I)
     for pair in prange((N + 1) // 2):
         r0 = 2 * pair
         r1 = min(r0 + 2, N)
@@ -261,5 +287,9 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
             gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
             gemm(dZ_flat, W_ih, dx_flat)                        # dx_t = W_ihᵀ dz_t
         else:
+            dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
+            dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
             _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H),
-                          np.ascontiguousarray(W_ih), dW_ih, dW_hh, dx_flat)
+                          np.ascontiguousarray(W_ih), dW_ih_T, dW_hh_T, dx_flat)
+            dW_ih[...] = dW_ih_T.T
+            dW_hh[...] = dW_hh_T.T

@@ -235,11 +235,17 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
 
 
 def _project_chunk(x, W_ihT, b, t0, t1, out):
-    """out = x[t0:t1] W_ih^T + b as one matrix product: (Tc*B, I) x (I, 4H)."""
-    T, B, I = x.shape
-    flat = out.reshape((t1 - t0) * B, -1)
+    """out = x[t0:t1, :n] W_ih^T + b as one matrix product: (Tc*n, I) x (I, 4H).
+
+    ``n = out.shape[1]`` rows: the rows that have ended before step t0 are not projected.
+    """
+    I = x.shape[2]
+    n = out.shape[1]
+    if n == 0:
+        return
+    flat = out.reshape((t1 - t0) * n, -1)
     # x may be a strided view of the caller's array (inference): copy just this chunk
-    gemm(np.ascontiguousarray(x[t0:t1]).reshape(-1, I), W_ihT, flat)
+    gemm(np.ascontiguousarray(x[t0:t1, :n]).reshape(-1, I), W_ihT, flat)
     flat += b
 
 
@@ -322,7 +328,12 @@ def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state
     swapped = False
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
-        zx = gates[t0:t1] if keep_cache else buffer[:t1 - t0]
+        if keep_cache:
+            zx = gates[t0:t1]
+        else:
+            # rows past n_active[t0] have ended (the batch is sorted by length): skip them
+            n = n_active[t0]
+            zx = buffer.reshape(-1)[:(t1 - t0) * n * 4 * H].reshape(t1 - t0, n, 4 * H)
         _project_chunk(x, W_ih.T, b, t0, t1, zx)
         # BLAS takes the transposed view of W_hh as it is
         chunk_swapped = _recurrence_blas(zx, t0, W_hh.T, n_active, last_step,
