@@ -130,3 +130,16 @@ def test_inference_memory_is_close_to_x_plus_y(cpu_config):
     allowed = y.nbytes + 4 * T * 8 + 2 * cpu_config.chunk_elements * 8
     assert peak <= allowed, (peak, allowed, y.nbytes, x.nbytes)
     np.testing.assert_array_equal(y[:, :5], nblstm.lstm(np.ascontiguousarray(x[:, :5]), params)[0])
+
+
+@pytest.mark.parametrize("path", ["serial", "tiles"])
+def test_weight_gradients_over_several_blocks(cpu_config, path):
+    """T*B = 300 rows of dZ: three blocks in the numba weight gradients, with odd I and H
+    so that a group of output rows straddles dW_ih and dW_hh."""
+    from nblstm.cpu import backward
+
+    B, T, I, H = 5, 60, 7, 9
+    assert B * T > 2 * backward._GRAD_BLOCK_ROWS
+    cpu_config.path = path
+    p = make_problem(B, T, I, H, seed=5, lengths="mixed")
+    assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(np.float64)])
