@@ -80,9 +80,8 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
     """Walk the steps backwards, filling ``dZ`` and ``h_prev``; no BLAS call.
 
     A tile is (block of ``row_block`` batch rows, block of ``unit_block``
-    hidden units). ``dh_{t-1}`` of a row needs that row's whole ``dz_t``: with
-    whole rows per tile (``unit_block == H``) a tile does both and a step is
-    one parallel region, else the product is a second region.
+    hidden units). A step is two parallel regions: ``dh_{t-1}`` of a row needs
+    that row's whole ``dz_t``, which tiles of part of a row each compute part of.
 
     Parameters
     ----------
@@ -112,22 +111,18 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
     n_unit_blocks = (H + unit_block - 1) // unit_block
     for t in range(T - 1, -1, -1):
         n = n_active[t]
-        n_row_blocks = (n + row_block - 1) // row_block
-        for tile in prange(n_row_blocks * n_unit_blocks):
+        n_tiles = ((n + row_block - 1) // row_block) * n_unit_blocks
+        for tile in prange(n_tiles):
             r0 = (tile // n_unit_blocks) * row_block
-            r1 = min(r0 + row_block, n)
             j0 = (tile % n_unit_blocks) * unit_block
-            j1 = min(j0 + unit_block, H)
-            for r in range(r0, r1):
-                _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
-            if n_unit_blocks == 1:
-                _dh_tile(t, r0, r1, 0, H, dZ, W_hh, dh)
+            for r in range(r0, min(r0 + row_block, n)):
+                _gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
+                                     dh, dc, dZ, h_prev)
         _clear_padded(t, n, dZ, h_prev)
-        if n_unit_blocks > 1:
-            for tile in prange(n_row_blocks * n_unit_blocks):   # dh_{t-1} = W_hh^T dz_t
-                r0 = (tile // n_unit_blocks) * row_block
-                k0 = (tile % n_unit_blocks) * unit_block
-                _dh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + unit_block, H), dZ, W_hh, dh)
+        for tile in prange(n_tiles):                              # dh_{t-1} = W_hh^T dz_t
+            r0 = (tile // n_unit_blocks) * row_block
+            k0 = (tile % n_unit_blocks) * unit_block
+            _dh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + unit_block, H), dZ, W_hh, dh)
 
 
 @kernel
@@ -213,11 +208,17 @@ def _weight_grads(dZ, x, h_prev, W_ih, dW_ih_T, dW_hh_T, dx):
     I = x.shape[1]
     rows = I + h_prev.shape[1]                      # x's rows, then h_prev's
     per_group = 2 * ((rows + 2 * _GRAD_GROUPS - 1) // (2 * _GRAD_GROUPS))
+    # one call site for both operands: numba re-optimises a callee at every call site
+    operands = (x, h_prev)
+    results = (dW_ih_T, dW_hh_T)
     for group in prange(_GRAD_GROUPS):
         c0 = min(rows, group * per_group)
         c1 = min(rows, c0 + per_group)
-        _accumulate_transposed(x, dZ, dW_ih_T, min(c0, I), min(c1, I))
-        _accumulate_transposed(h_prev, dZ, dW_hh_T, max(c0, I) - I, max(c1, I) - I)
+        for which in range(2):
+            first = 0 if which == 0 else I          # operand's first row in 0 .. rows
+            width = operands[which].shape[1]
+            _accumulate_transposed(operands[which], dZ, results[which],
+                                   min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
     for pair in prange((N + 1) // 2):
         r0 = 2 * pair
         r1 = min(r0 + 2, N)

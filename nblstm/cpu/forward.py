@@ -61,24 +61,26 @@ def _activate_tile(z, r, j0, j1, c_state, h_out):
 
 
 @kernel
-def _preactivation_tile(x_t, W_ihT, b, hp, W_hhT, z, r0, r1, c0, c1):
-    """``z[r, c0:c1] = b + W_ih x_t + W_hh h_{t-1}`` (columns c0:c1) for rows r0:r1."""
-    for r in range(r0, r1):
-        z[r, c0:c1] = b[c0:c1]
-    add_products(x_t, W_ihT, z, r0, r1, c0, c1)
-    add_products(hp, W_hhT, z, r0, r1, c0, c1)
-
-
-@kernel
-def _fused_step_tile(t, r0, r1, j0, j1, x, W_ihT, b, hp, W_hhT, z, c_state, hn,
+def _fused_step_tile(t, r0, r1, j0, j1, x, xh, W_cat, b, z, c_state, hn,
                      y, cells, keep_cache, last_step, h_n, c_n):
-    """The whole step t for batch rows ``r0:r1`` and hidden units ``j0:j1``."""
+    """The whole step t for batch rows ``r0:r1`` and hidden units ``j0:j1``.
+
+    ``xh`` holds ``[x_t | h_{t-1}]`` per row (the tile copies in its rows'
+    ``x_t``) and ``W_cat`` is ``[W_ih^T; W_hh^T]``, so ``b + W_ih x_t + W_hh h_{t-1}``
+    is one product. A tile of whole rows computes it over the 4H columns at
+    once, a tile of part of a row over its four per-gate column ranges.
+    """
+    I = x.shape[2]
     H = c_state.shape[1]
-    if j1 - j0 == H:                                       # whole rows: one product over 4H
-        _preactivation_tile(x[t], W_ihT, b, hp, W_hhT, z, r0, r1, 0, 4 * H)
-    else:
-        for q in range(4):
-            _preactivation_tile(x[t], W_ihT, b, hp, W_hhT, z, r0, r1, q * H + j0, q * H + j1)
+    for r in range(r0, r1):
+        xh[r, :I] = x[t, r]
+    whole_rows = j1 - j0 == H
+    for q in range(1 if whole_rows else 4):
+        c0 = 0 if whole_rows else q * H + j0
+        c1 = 4 * H if whole_rows else q * H + j1
+        for r in range(r0, r1):
+            z[r, c0:c1] = b[c0:c1]
+        add_products(xh, W_cat, z, r0, r1, c0, c1)
     for r in range(r0, r1):
         _activate_tile(z[r], r, j0, j1, c_state, hn)
         _store_tile(t, r, j0, j1, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
@@ -103,8 +105,8 @@ def _zero_finished_rows(t, n, y):
 
 
 @kernel(parallel=True)
-def _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_step,
-                      h_prev, h_next, c_state, y, h_n, c_n, cells, row_block, unit_block):
+def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
+                      xh_prev, xh_next, c_state, y, h_n, c_n, cells, row_block, unit_block):
     """Run all T steps, each step one parallel region over tiles; no BLAS call.
 
     A tile is (block of ``row_block`` batch rows, block of ``unit_block``
@@ -115,8 +117,8 @@ def _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_st
     ----------
     x : ndarray, shape (T, B, I)
         Input (any strides).
-    W_ihT, W_hhT : ndarray, shapes (I, 4H), (H, 4H)
-        Transposed weights, C-contiguous.
+    W_cat : ndarray, shape (I + H, 4H)
+        ``[W_ih^T; W_hh^T]``, C-contiguous.
     b : ndarray, shape (4H,)
         Bias.
     z_steps : ndarray, shape (T, B, 4H) or (1, B, 4H)
@@ -128,8 +130,9 @@ def _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_st
         Running rows per step (rows ``0 .. n_active[t]-1``).
     last_step : ndarray of int64, shape (B,)
         ``lengths - 1``: the step after which a row's state is final.
-    h_prev, h_next : ndarray, shape (B, H)
-        Double buffer for h; ``h_prev`` holds h0 on entry. Swapped each step.
+    xh_prev, xh_next : ndarray, shape (B, I + H)
+        Double buffer for ``[x_t | h_{t-1}]``; ``xh_prev[:, I:]`` holds h0 on
+        entry. Swapped each step.
     c_state : ndarray, shape (B, H)
         c0 on entry, updated in place.
     y : ndarray, shape (T, B, H)
@@ -140,53 +143,46 @@ def _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_st
         c_t for the cache (only written when ``keep_cache``).
     row_block, unit_block : int
         Batch rows and hidden units per tile (``nblstm.cpu._tiling``).
-
-    Returns
-    -------
-    bool
-        Whether the final h is in ``h_prev`` (False) or ``h_next`` (True).
     """
-    T = x.shape[0]
-    H = W_hhT.shape[0]
+    T, _, I = x.shape
+    H = c_state.shape[1]
     n_unit_blocks = (H + unit_block - 1) // unit_block
     swapped = False
     for t in range(T):
         n = n_active[t]
-        hp = h_next if swapped else h_prev
-        hn = h_prev if swapped else h_next
+        xh = xh_next if swapped else xh_prev
+        hn = (xh_prev if swapped else xh_next)[:, I:]
         z = z_steps[t if keep_cache else 0]
         n_row_blocks = (n + row_block - 1) // row_block
         for tile in prange(n_row_blocks * n_unit_blocks):
             r0 = (tile // n_unit_blocks) * row_block
             j0 = (tile % n_unit_blocks) * unit_block
             _fused_step_tile(t, r0, min(r0 + row_block, n), j0, min(j0 + unit_block, H),
-                             x, W_ihT, b, hp, W_hhT, z, c_state, hn,
+                             x, xh, W_cat, b, z, c_state, hn,
                              y, cells, keep_cache, last_step, h_n, c_n)
         _zero_finished_rows(t, n, y)
         swapped = not swapped
-    return swapped
 
 
 @kernel
-def _recurrence_serial(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active, last_step,
-                       h_prev, h_next, c_state, y, h_n, c_n, cells):
+def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
+                       xh_prev, xh_next, c_state, y, h_n, c_n, cells):
     """The steps of ``_recurrence_tiles`` on the calling thread, one tile per step.
 
     For small sizes, where starting threads every step costs more than the
     step. Arguments as for ``_recurrence_tiles``.
     """
-    T = x.shape[0]
-    H = W_hhT.shape[0]
+    T, _, I = x.shape
+    H = c_state.shape[1]
     swapped = False
     for t in range(T):
         n = n_active[t]
-        hp = h_next if swapped else h_prev
-        hn = h_prev if swapped else h_next
-        _fused_step_tile(t, 0, n, 0, H, x, W_ihT, b, hp, W_hhT, z_steps[t if keep_cache else 0],
+        xh = xh_next if swapped else xh_prev
+        hn = (xh_prev if swapped else xh_next)[:, I:]
+        _fused_step_tile(t, 0, n, 0, H, x, xh, W_cat, b, z_steps[t if keep_cache else 0],
                          c_state, hn, y, cells, keep_cache, last_step, h_n, c_n)
         _zero_finished_rows(t, n, y)
         swapped = not swapped
-    return swapped
 
 
 @kernel
@@ -207,10 +203,17 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
         Time index of ``zx[0]``.
     W_hhT : ndarray, shape (H, 4H)
         Transposed recurrent weights (any layout BLAS takes).
+    h_prev, h_next : ndarray, shape (B, H)
+        Double buffer for h; ``h_prev`` holds h_{t0-1} on entry. Swapped each step.
     rec : ndarray, shape (B, 4H)
         Scratch for ``W_hh h_{t-1}``.
 
-    The other arguments and the result are as for ``_recurrence_tiles``.
+    The other arguments are as for ``_recurrence_tiles``.
+
+    Returns
+    -------
+    bool
+        Whether the last h is in ``h_prev`` (False) or ``h_next`` (True).
     """
     steps, _, H4 = zx.shape
     H = H4 // 4
@@ -290,27 +293,28 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     # rows with lengths > t, i.e. -lengths < -t, are a prefix of the sorted batch
     n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
     last_step = lengths - 1
-    h_prev = np.array(h0, order="C")
-    h_next = np.empty_like(h_prev)
     c_state = np.array(c0, order="C")
     keep_cache = gates is not None
     cells_out = cells if keep_cache else np.empty((0, 0, 0), x.dtype)
     if path == "blas":
-        _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
-                                y, h_n, c_n, gates, cells_out, chunk_elements)
+        _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
+                      np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
+                      chunk_elements)
+        return
+    I = x.shape[2]
+    W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
+    W_cat[:I] = W_ih.T
+    W_cat[I:] = W_hh.T
+    xh_prev = np.empty((B, I + H), x.dtype)
+    xh_prev[:, I:] = h0
+    xh_next = np.empty_like(xh_prev)
+    z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
+    if path == "tiles":
+        _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev, xh_next,
+                          c_state, y, h_n, c_n, cells_out, row_block, unit_block)
     else:
-        # add_products wants contiguous rows of the right factor
-        W_ihT = np.ascontiguousarray(W_ih.T)
-        W_hhT = np.ascontiguousarray(W_hh.T)
-        z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
-        if path == "tiles":
-            _recurrence_tiles(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active,
-                                        last_step, h_prev, h_next, c_state, y, h_n, c_n,
-                                        cells_out, row_block, unit_block)
-        else:
-            _recurrence_serial(x, W_ihT, b, W_hhT, z_steps, keep_cache, n_active,
-                                         last_step, h_prev, h_next, c_state, y, h_n, c_n,
-                                         cells_out)
+        _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
+                           xh_next, c_state, y, h_n, c_n, cells_out)
 
 
 def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
