@@ -143,3 +143,19 @@ def test_weight_gradients_over_several_blocks(cpu_config, path):
     cpu_config.path = path
     p = make_problem(B, T, I, H, seed=5, lengths="mixed")
     assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(np.float64)])
+
+
+def test_running_segments_cover_exactly_the_running_rows():
+    """The numba weight gradients read dZ over these ranges: every running (step, row), once, in order."""
+    from nblstm.cpu.backward import _running_segments
+
+    rng = np.random.default_rng(2)
+    for B, T, max_rows in [(3, 7, 4), (5, 40, 128), (1, 9, 2), (4, 1, 3)]:
+        n_active = np.sort(rng.integers(0, B + 1, T))[::-1].astype(np.int64)
+        segments = _running_segments(n_active, B, max_rows)
+        rows = np.concatenate([np.arange(a, b) for a, b in segments] or [np.zeros(0, int)])
+        want = np.concatenate([t * B + np.arange(n) for t, n in enumerate(n_active)])
+        np.testing.assert_array_equal(rows, want)
+        assert np.all(segments[:, 1] - segments[:, 0] <= max_rows)
+        assert np.all(segments[:, 1] > segments[:, 0])
+    assert _running_segments(np.zeros(0, np.int64), 3, 8).shape == (0, 2)

@@ -156,40 +156,76 @@ def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, 
             np.dot(dZ[t, :n], W_hh, dh[:n])
 
 
-#: rows of dZ per block in ``_weight_grads``: a block (at most 128 x 4H) stays in
-#: cache while every output row of a group is accumulated from it
+#: rows of dZ per segment in ``_weight_grads``: a segment (at most 128 x 4H) stays
+#: in cache while every output row of a group is accumulated from it
 _GRAD_BLOCK_ROWS = 128
 #: groups of output rows in ``_weight_grads`` (the parallel loop's iterations)
 _GRAD_GROUPS = 8
 
 
 @kernel
-def _accumulate_transposed(a, dZ, out_T, r0, r1):
-    """``out_T[r] = sum_n a[n, r] dZ[n]`` for ``r0 <= r < r1``.
+def _running_segments(n_active, B, max_rows):
+    """Row ranges of the flattened (step, row) index that hold running rows.
 
-    ``n`` runs in blocks of ``_GRAD_BLOCK_ROWS``, in increasing order, so the
-    order of each sum is fixed; the block stays in cache across the rows.
+    Returns an int64 array of shape (S, 2) of [start, stop) ranges, in
+    increasing order, each at most ``max_rows`` long: rows that have ended
+    (zero in dZ) are skipped, and the steps where the whole batch runs merge
+    into long ranges.
+    """
+    T = n_active.shape[0]
+    out = np.empty((T + T * B // max_rows + 1, 2), np.int64)
+    count = 0
+    start = 0
+    stop = 0
+    for t in range(T):
+        if n_active[t] == 0:
+            continue
+        if t * B != stop:                          # not contiguous with the open range
+            if stop > start:
+                out[count, 0] = start
+                out[count, 1] = stop
+                count += 1
+            start = t * B
+        stop = t * B + n_active[t]
+        while stop - start >= max_rows:
+            out[count, 0] = start
+            out[count, 1] = start + max_rows
+            count += 1
+            start += max_rows
+    if stop > start:
+        out[count, 0] = start
+        out[count, 1] = stop
+        count += 1
+    return out[:count]
+
+
+@kernel
+def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
+    """``out_T[r] = sum_n a[n, r] dZ[n]`` for ``r0 <= r < r1``, n over ``segments``.
+
+    The segments come in increasing order, so the order of each sum is fixed;
+    a segment stays in cache across the rows.
     """
     if r0 >= r1:
         return
-    N = a.shape[0]
     a_T = a.T
     out_T[r0:r1, :] = 0
-    for n0 in range(0, N, _GRAD_BLOCK_ROWS):
-        n1 = min(N, n0 + _GRAD_BLOCK_ROWS)
+    for k in range(segments.shape[0]):
+        n0, n1 = segments[k, 0], segments[k, 1]
         add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, 0, dZ.shape[1])
 
 
 @kernel(parallel=True)
-def _weight_grads(dZ, x, h_prev, W_ih, dW_ih_T, dW_hh_T, dx):
+def _weight_grads(dZ, x, h_prev, W_ih, segments, dW_ih_T, dW_hh_T, dx):
     """``dW_ih^T = x^T dZ``, ``dW_hh^T = h_prev^T dZ``, ``dx = dZ W_ih`` without BLAS.
 
     The weight gradients are computed transposed so that the inner loop runs
     along the 4H columns of ``dZ`` rather than the I or H columns of ``x`` or
     ``h_prev`` (short rows keep the vector loop from paying off). The parallel
-    loop splits the I + H output rows into equal groups. Each element sums
-    over its index in increasing order (``add_products``), so the result does
-    not depend on the thread count.
+    loop splits the I + H output rows into equal groups. Only the rows in
+    ``segments`` (running rows) are read; ``dx`` is 0 elsewhere. Each element
+    sums over its index in increasing order (``add_products``), so the result
+    does not depend on the thread count.
 
     Parameters
     ----------
@@ -199,12 +235,13 @@ def _weight_grads(dZ, x, h_prev, W_ih, dW_ih_T, dW_hh_T, dx):
         The layer's input and h_{t-1} of every (step, row).
     W_ih : ndarray, shape (4H, I)
         Input weights, C-contiguous.
+    segments : ndarray of int64, shape (S, 2)
+        ``_running_segments``: the [start, stop) ranges of running rows.
     dW_ih_T, dW_hh_T : ndarray, shapes (I, 4H), (H, 4H)
         Outputs: the transposed weight gradients (overwritten).
     dx : ndarray, shape (N, I)
         Output (overwritten).
     """
-    N = dZ.shape[0]
     I = x.shape[1]
     rows = I + h_prev.shape[1]                      # x's rows, then h_prev's
     per_group = 2 * ((rows + 2 * _GRAD_GROUPS - 1) // (2 * _GRAD_GROUPS))
@@ -217,13 +254,12 @@ def _weight_grads(dZ, x, h_prev, W_ih, dW_ih_T, dW_hh_T, dx):
         for which in range(2):
             first = 0 if which == 0 else I          # operand's first row in 0 .. rows
             width = operands[which].shape[1]
-            _accumulate_transposed(operands[which], dZ, results[which],
+            _accumulate_transposed(operands[which], dZ, segments, results[which],
                                    min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
-    for pair in prange((N + 1) // 2):
-        r0 = 2 * pair
-        r1 = min(r0 + 2, N)
-        dx[r0:r1, :] = 0
-        add_products(dZ, W_ih, dx, r0, r1, 0, I)
+    dx[:, :] = 0
+    for k in prange(segments.shape[0]):
+        n0, n1 = segments[k, 0], segments[k, 1]
+        add_products(dZ, W_ih, dx, n0, n1, 0, I)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -290,7 +326,8 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         else:
             dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
             dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
-            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H),
-                          np.ascontiguousarray(W_ih), dW_ih_T, dW_hh_T, dx_flat)
+            segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
+            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), np.ascontiguousarray(W_ih),
+                          segments, dW_ih_T, dW_hh_T, dx_flat)
             dW_ih[...] = dW_ih_T.T
             dW_hh[...] = dW_hh_T.T

@@ -15,11 +15,28 @@ def to_internal(a, order, time_major, dtype):
 
 def from_internal(a, order, time_major, on_device=False):
     """Inverse of :func:`to_internal`: (T, B, F) in sorted order -> the user's layout."""
-    if order is not None:
-        unsorted = np.empty_like(a)
-        unsorted[:, order] = a
-        a = unsorted
-    return a if time_major else np.ascontiguousarray(a.swapaxes(0, 1))
+    if order is None:
+        return a if time_major else np.ascontiguousarray(a.swapaxes(0, 1))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    T, B, F = a.shape
+    out = np.empty((T, B, F) if time_major else (B, T, F), a.dtype)
+    # one pass straight into the user's layout; NumPy's scatter and then a transposing
+    # copy took 2 ms a call for a float64 (100, 32, 64) y in the profile of the lengths case
+    _gather_rows(a, inverse, out if time_major else out.swapaxes(0, 1))
+    return out
+
+
+@kernel
+def _gather_rows(src, index, out):
+    """``out[t, i] = src[t, index[i]]`` (``out`` may be a strided view)."""
+    T, B, F = out.shape
+    for t in range(T):
+        for i in range(B):
+            s = src[t, index[i]]
+            d = out[t, i]
+            for k in range(F):
+                d[k] = s[k]
 
 
 @kernel(parallel=True)
