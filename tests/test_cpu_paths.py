@@ -34,7 +34,7 @@ SHAPES = [(1, 5, 3, 1), (3, 7, 2, 5), (5, 6, 4, 33), (2, 4, 3, 40)]
 @pytest.mark.parametrize("reverse", [False, True])
 def test_each_path_matches_reference(cpu_config, path, shape, dtype, reverse):
     cpu_config.path = path
-    cpu_config.min_unit_block = 4       # several tiles per row even for small H
+    cpu_config.min_unit_block = 4       # several tiles per row when a row is split
     p = make_problem(*shape, dtype=dtype, seed=sum(shape), lengths="mixed")
     assert_results_close(run_api(p, reverse=reverse), run_reference(p, reverse=reverse),
                          RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
@@ -159,3 +159,25 @@ def test_running_segments_cover_exactly_the_running_rows():
         assert np.all(segments[:, 1] - segments[:, 0] <= max_rows)
         assert np.all(segments[:, 1] > segments[:, 0])
     assert _running_segments(np.zeros(0, np.int64), 3, 8).shape == (0, 2)
+
+
+@pytest.mark.parametrize("row_block, unit_block", [(1, 4), (2, 5), (1, 33)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tiles_that_split_rows_equal_the_serial_loop(cpu_config, monkeypatch, row_block, unit_block, dtype):
+    """Tiles of part of a row (four per-gate column ranges) give the serial loop's bits.
+
+    The automatic tiling splits rows only when the batch has fewer row blocks than
+    threads, so the tiling is forced here, whatever the machine's thread count.
+    """
+    p = make_problem(5, 6, 4, 33, dtype=dtype, seed=8, lengths="mixed")
+    cpu_config.path = "serial"
+    want = run_api(p, reverse=True)
+    cpu_config.path = "tiles"
+    monkeypatch.setattr(cpu, "_tiling", lambda B, H: (row_block, unit_block))
+    got = run_api(p, reverse=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    for name in ("dx", "dh0", "dc0"):
+        np.testing.assert_array_equal(getattr(got[2], name), getattr(want[2], name))
+    for a, b in zip(got[2].dparams, want[2].dparams):
+        np.testing.assert_array_equal(a, b)
+    assert_results_close(got, run_reference(p, reverse=True), RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
