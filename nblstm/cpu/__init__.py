@@ -23,7 +23,7 @@ class CPUConfig:
     """Tuning of the CPU kernels.
 
     The defaults come from ``python bench/cpu_paths.py`` on the 2-core
-    reference machine (bench/RESULTS.md, "CPU paths").
+    reference machine (bench/RESULTS.md, "Analysis").
 
     Attributes
     ----------

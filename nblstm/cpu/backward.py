@@ -126,24 +126,14 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
 
 
 @kernel
-def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev):
-    """The steps of ``_recurrence_backward_tiles`` as one tile per step, on the calling thread."""
-    T, B, H4 = gates.shape
-    H = H4 // 4
-    for t in range(T - 1, -1, -1):
-        n = n_active[t]
-        for r in range(n):
-            _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
-        _dh_tile(t, 0, n, 0, H, dZ, W_hh, dh)
-        _clear_padded(t, n, dZ, h_prev)
+def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev,
+                                use_blas):
+    """The steps of ``_recurrence_backward_tiles`` on the calling thread, one tile per step.
 
-
-@kernel
-def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev):
-    """The steps with ``dh_{t-1} = W_hh^T dz_t`` for all rows as one BLAS product per step.
-
-    The element-wise part runs on the calling thread; BLAS's threads are the
-    parallelism. Arguments as for ``_recurrence_backward_tiles``.
+    With ``use_blas`` (the ``"blas"`` path), ``dh_{t-1} = W_hh^T dz_t`` for all
+    rows is one BLAS product per step and BLAS's threads are the parallelism;
+    without it (``"serial"``) the product is ``add_products`` and no BLAS is
+    called. Arguments as for ``_recurrence_backward_tiles``.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
@@ -152,7 +142,9 @@ def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, 
         for r in range(n):
             _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
         _clear_padded(t, n, dZ, h_prev)
-        if n > 0:
+        if not use_blas:
+            _dh_tile(t, 0, n, 0, H, dZ, W_hh, dh)
+        elif n > 0:
             np.dot(dZ[t, :n], W_hh, dh[:n])
 
 
@@ -306,12 +298,9 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         if path == "tiles":
             _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
                                        h_prev, row_block, unit_block)
-        elif path == "serial":
-            _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                        h_prev)
         else:
-            _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                      h_prev)
+            _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
+                                        h_prev, use_blas)
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = np.ascontiguousarray(x).reshape(T * B, I)
     dx_flat = dx.reshape(T * B, I)
