@@ -17,6 +17,7 @@ from numba import prange
 from .._jit import kernel
 from ._blas import gemm
 from ._products import add_products
+from ._rows import copy_row, zero_row
 from ._gates import dsigmoid_from_output, dtanh_from_output, tanh
 
 
@@ -44,7 +45,7 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_p
             hp[j] = o_prev[j] * tanh(c_prev[j])                  # h_{t-1} = o ⊙ tanh(c)
     else:
         c_prev = c0[r, j0:j1]
-        hp[:] = h0[r, j0:j1]
+        copy_row(hp, h0[r, j0:j1])
     c = cells[t, r, j0:j1]
     dh_r, dc_r, dy_r = dh[r, j0:j1], dc[r, j0:j1], dy[t, r, j0:j1]
     for j in range(m):
@@ -62,15 +63,15 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_p
 def _clear_padded(t, n, dZ, h_prev):
     """Rows n.. have no step t: no gradient and no h_{t-1} (dW_hh must not see them)."""
     for r in range(n, dZ.shape[1]):
-        dZ[t, r, :] = 0
-        h_prev[t, r, :] = 0
+        zero_row(dZ[t, r])
+        zero_row(h_prev[t, r])
 
 
 @kernel
 def _dh_tile(t, r0, r1, k0, k1, dZ, W_hh, dh):
     """``dh[r, k0:k1] = (W_hh^T dz_t)[k0:k1]`` for rows r0:r1, summed over q in order."""
     for r in range(r0, r1):
-        dh[r, k0:k1] = 0
+        zero_row(dh[r, k0:k1])
     add_products(dZ[t], W_hh, dh, r0, r1, k0, k1)
 
 
@@ -201,7 +202,8 @@ def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
     if r0 >= r1:
         return
     a_T = a.T
-    out_T[r0:r1, :] = 0
+    for r in range(r0, r1):
+        zero_row(out_T[r])
     for k in range(segments.shape[0]):
         n0, n1 = segments[k, 0], segments[k, 1]
         add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, 0, dZ.shape[1])
@@ -248,7 +250,8 @@ def _weight_grads(dZ, x, h_prev, W_ih, segments, dW_ih_T, dW_hh_T, dx):
             width = operands[which].shape[1]
             _accumulate_transposed(operands[which], dZ, segments, results[which],
                                    min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
-    dx[:, :] = 0
+    for n in range(dx.shape[0]):
+        zero_row(dx[n])
     for k in prange(segments.shape[0]):
         n0, n1 = segments[k, 0], segments[k, 1]
         add_products(dZ, W_ih, dx, n0, n1, 0, I)

@@ -26,6 +26,7 @@ from numba import prange
 from .._jit import kernel
 from ._blas import gemm
 from ._products import add_products
+from ._rows import copy_row, zero_row
 from ._gates import sigmoid, tanh
 
 
@@ -75,13 +76,13 @@ def _fused_step_tile(t, r0, r1, j0, j1, x, xh, W_cat, b, z, c_state, xh_out,
     I = x.shape[2]
     H = c_state.shape[1]
     for r in range(r0, r1):
-        xh[r, :I] = x[t, r]
+        copy_row(xh[r][:I], x[t, r])
     whole_rows = j1 - j0 == H
     for q in range(1 if whole_rows else 4):
         c0 = 0 if whole_rows else q * H + j0
         c1 = 4 * H if whole_rows else q * H + j1
         for r in range(r0, r1):
-            z[r, c0:c1] = b[c0:c1]
+            copy_row(z[r][c0:c1], b[c0:c1])
         add_products(xh, W_cat, z, r0, r1, c0, c1)
     for r in range(r0, r1):
         h_row = xh_out[r][I:]
@@ -92,19 +93,20 @@ def _fused_step_tile(t, r0, r1, j0, j1, x, xh, W_cat, b, z, c_state, xh_out,
 @kernel
 def _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n):
     """Write step t's h (and c) of row r, units j0:j1, to y, the cache and the final state."""
-    y[t, r, j0:j1] = h_row[j0:j1]
+    h, c = h_row[j0:j1], c_row[j0:j1]
+    copy_row(y[t, r, j0:j1], h)
     if keep_cache:
-        cells[t, r, j0:j1] = c_row[j0:j1]
+        copy_row(cells[t, r, j0:j1], c)
     if last_step[r] == t:
-        h_n[r, j0:j1] = h_row[j0:j1]
-        c_n[r, j0:j1] = c_row[j0:j1]
+        copy_row(h_n[r, j0:j1], h)
+        copy_row(c_n[r, j0:j1], c)
 
 
 @kernel
 def _zero_finished_rows(t, n, y):
     """Rows n.. have ended before step t: their y_t is exactly 0."""
     for r in range(n, y.shape[1]):
-        y[t, r, :] = 0
+        zero_row(y[t, r])
 
 
 @kernel(parallel=True)
