@@ -2,14 +2,19 @@
 
 A serial loop over time from the last step to the first. Each step is the
 fused element-wise gate backward, which writes ``dZ_t`` and ``h_{t-1}``, then
-``dh_{t-1} = W_hh^T dZ_t``, in one of the forward pass's three ways (``path``):
-parallel tiles of (batch rows, hidden units) with numba products, the same as
-one tile on the calling thread, or one BLAS product per step with the
-element-wise part on the calling thread. After the loop come the weight
-gradients, products over all steps at once: BLAS on the ``"blas"`` path,
-``_weight_grads`` (numba, parallel) on the others, so that those never call
-BLAS (see forward.py). Each element is summed in a fixed order, so results do
-not depend on the thread count.
+the product with ``dZ_t``, in one of the forward pass's three ways (``path``):
+
+- ``"tiles"``: parallel tiles of (batch rows, hidden units) with numba
+  products; the step's product is ``[dx_t | dh_{t-1}] = dZ_t [W_ih | W_hh]``,
+  rows of I + H (a separate ``dZ W_ih`` would run along rows of only I);
+- ``"serial"``: the same as one tile on the calling thread;
+- ``"blas"``: ``dh_{t-1} = dZ_t W_hh`` as one BLAS product per step, the
+  element-wise part on the calling thread, and dx as one product after the loop.
+
+After the loop come the weight gradients, products over all steps at once: BLAS
+on the ``"blas"`` path, ``_weight_grads`` (numba, parallel) on the others, so
+that those never call BLAS (see forward.py). Each element is summed in a fixed
+order, so results do not depend on the thread count.
 """
 import numpy as np
 from numba import prange
@@ -22,12 +27,13 @@ from ._gates import dsigmoid_from_output, dtanh_from_output, tanh
 
 
 @kernel
-def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev):
+def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dh_offset, dc, dZ, h_prev):
     """Step t's element-wise backward for hidden units ``j0:j1`` of batch row ``r``.
 
-    Reads dL/dh_t, dL/dc_t (from step t+1) in ``dh``, ``dc``; writes dL/dz_t to
-    ``dZ[t, r]``, h_{t-1} to ``h_prev[t, r]`` and dL/dc_{t-1} to ``dc``. Loops
-    run over slices from index 0 so that they vectorise (see forward._step_tile).
+    Reads dL/dh_t, dL/dc_t (from step t+1) in ``dh[:, dh_offset:]``, ``dc``;
+    writes dL/dz_t to ``dZ[t, r]``, h_{t-1} to ``h_prev[t, r]`` and dL/dc_{t-1}
+    to ``dc``. Loops run over slices from index 0 of rows typed contiguous, so
+    that they vectorise (see forward._activate_tile).
     """
     H = cells.shape[2]
     m = j1 - j0
@@ -47,7 +53,8 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_p
         c_prev = c0[r, j0:j1]
         copy_row(hp, h0[r, j0:j1])
     c = cells[t, r, j0:j1]
-    dh_r, dc_r, dy_r = dh[r, j0:j1], dc[r, j0:j1], dy[t, r, j0:j1]
+    dh_r = dh[r][dh_offset + j0:dh_offset + j1]
+    dc_r, dy_r = dc[r, j0:j1], dy[t, r, j0:j1]
     for j in range(m):
         tanh_c = tanh(c[j])
         dh_t = dh_r[j] + dy_r[j]                                 # h_t feeds y_t and step t+1
@@ -60,29 +67,41 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dc, dZ, h_p
 
 
 @kernel
-def _clear_padded(t, n, dZ, h_prev):
-    """Rows n.. have no step t: no gradient and no h_{t-1} (dW_hh must not see them)."""
+def _clear_padded(t, n, dZ, h_prev, dx):
+    """Rows n.. have no step t: no gradient, no h_{t-1} (dW_hh must not see them), dx 0."""
     for r in range(n, dZ.shape[1]):
         zero_row(dZ[t, r])
         zero_row(h_prev[t, r])
+        zero_row(dx[t, r])
 
 
 @kernel
-def _dh_tile(t, r0, r1, k0, k1, dZ, W_hh, dh):
-    """``dh[r, k0:k1] = (W_hh^T dz_t)[k0:k1]`` for rows r0:r1, summed over q in order."""
+def _dxh_tile(t, r0, r1, k0, k1, dZ, W_bwd, dxh, dx):
+    """``[dx_t | dh_{t-1}][r, k0:k1] = (dz_t [W_ih | W_hh])[k0:k1]`` for rows r0:r1.
+
+    ``dxh`` holds ``[dx_t | dh]`` per row (I + H columns) and ``W_bwd`` is
+    ``[W_ih | W_hh]``, so dx_t comes out of the product the step makes anyway,
+    along rows of I + H instead of the short rows of a separate ``dZ W_ih``.
+    Each element is summed over q in order; the dx columns are copied to ``dx[t]``.
+    """
+    I = dx.shape[2]
     for r in range(r0, r1):
-        zero_row(dh[r, k0:k1])
-    add_products(dZ[t], W_hh, dh, r0, r1, k0, k1)
+        zero_row(dxh[r][k0:k1])
+    add_products(dZ[t], W_bwd, dxh, r0, r1, k0, k1)
+    if k0 < I:
+        for r in range(r0, r1):
+            copy_row(dx[t, r][k0:min(k1, I)], dxh[r][k0:min(k1, I)])
 
 
 @kernel(parallel=True)
-def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev,
-                               row_block, unit_block):
-    """Walk the steps backwards, filling ``dZ`` and ``h_prev``; no BLAS call.
+def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, dc, dZ, h_prev,
+                               dx, row_block, unit_block):
+    """Walk the steps backwards, filling ``dZ``, ``h_prev`` and ``dx``; no BLAS call.
 
     A tile is (block of ``row_block`` batch rows, block of ``unit_block``
-    hidden units). A step is two parallel regions: ``dh_{t-1}`` of a row needs
-    that row's whole ``dz_t``, which tiles of part of a row each compute part of.
+    hidden units). A step is two parallel regions: ``[dx_t | dh_{t-1}]`` of a
+    row needs that row's whole ``dz_t``, which tiles of part of a row each
+    compute part of.
 
     Parameters
     ----------
@@ -94,59 +113,72 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc,
         Initial state.
     dy : ndarray, shape (T, B, H)
         dL/dy (any strides; ``backward_layer`` passes it contiguous so the loops vectorise).
-    W_hh : ndarray, shape (4H, H)
-        Recurrent weights, C-contiguous.
+    W_bwd : ndarray, shape (4H, I + H)
+        ``[W_ih | W_hh]``, C-contiguous.
     n_active : ndarray of int64, shape (T,)
         Running rows per step.
-    dh, dc : ndarray, shape (B, H)
-        dL/dh_n, dL/dc_n on entry; dL/dh0, dL/dc0 on exit.
+    dxh : ndarray, shape (B, I + H)
+        ``[dx_t | dh]`` per row: ``dxh[:, I:]`` holds dL/dh_n on entry and
+        dL/dh0 on exit.
+    dc : ndarray, shape (B, H)
+        dL/dc_n on entry; dL/dc0 on exit.
     dZ : ndarray, shape (T, B, 4H)
         Output: dL/dz_t, 0 at padded steps.
     h_prev : ndarray, shape (T, B, H)
         Output: h_{t-1} (0 at padded steps), the operand of dW_hh.
+    dx : ndarray, shape (T, B, I)
+        Output: dL/dx_t, 0 at padded steps.
     row_block, unit_block : int
         Batch rows and hidden units per tile.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
+    I = dx.shape[2]
     n_unit_blocks = (H + unit_block - 1) // unit_block
+    # the product's I + H columns: whole rows, or blocks of unit_block columns
+    col_block = I + H if unit_block >= H else unit_block
+    n_col_blocks = (I + H + col_block - 1) // col_block
     for t in range(T - 1, -1, -1):
         n = n_active[t]
-        n_tiles = ((n + row_block - 1) // row_block) * n_unit_blocks
-        for tile in prange(n_tiles):
+        n_row_blocks = (n + row_block - 1) // row_block
+        for tile in prange(n_row_blocks * n_unit_blocks):
             r0 = (tile // n_unit_blocks) * row_block
             j0 = (tile % n_unit_blocks) * unit_block
             for r in range(r0, min(r0 + row_block, n)):
                 _gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
-                                     dh, dc, dZ, h_prev)
-        _clear_padded(t, n, dZ, h_prev)
-        for tile in prange(n_tiles):                              # dh_{t-1} = W_hh^T dz_t
-            r0 = (tile // n_unit_blocks) * row_block
-            k0 = (tile % n_unit_blocks) * unit_block
-            _dh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + unit_block, H), dZ, W_hh, dh)
+                                     dxh, I, dc, dZ, h_prev)
+        _clear_padded(t, n, dZ, h_prev, dx)
+        for tile in prange(n_row_blocks * n_col_blocks):          # [dx_t | dh_{t-1}] = dz_t W_bwd
+            r0 = (tile // n_col_blocks) * row_block
+            k0 = (tile % n_col_blocks) * col_block
+            _dxh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + col_block, I + H),
+                      dZ, W_bwd, dxh, dx)
 
 
 @kernel
-def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev,
-                                use_blas):
+def _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc, dZ, h_prev,
+                                dx, use_blas):
     """The steps of ``_recurrence_backward_tiles`` on the calling thread, one tile per step.
 
-    With ``use_blas`` (the ``"blas"`` path), ``dh_{t-1} = W_hh^T dz_t`` for all
-    rows is one BLAS product per step and BLAS's threads are the parallelism;
-    without it (``"serial"``) the product is ``add_products`` and no BLAS is
-    called. Arguments as for ``_recurrence_backward_tiles``.
+    With ``use_blas`` (the ``"blas"`` path), ``W`` is ``W_hh``, ``dxh`` is just
+    dh (B, H), and ``dh_{t-1} = W_hh^T dz_t`` for all rows is one BLAS product
+    per step, BLAS's threads being the parallelism; dx is left to one product
+    after the loop. Without it (``"serial"``) the arguments are as for
+    ``_recurrence_backward_tiles`` and no BLAS is called.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
+    dh_offset = dxh.shape[1] - H
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         for r in range(n):
-            _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dh, dc, dZ, h_prev)
-        _clear_padded(t, n, dZ, h_prev)
+            _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
+                                 h_prev)
+        _clear_padded(t, n, dZ, h_prev, dx)
         if not use_blas:
-            _dh_tile(t, 0, n, 0, H, dZ, W_hh, dh)
+            _dxh_tile(t, 0, n, 0, dxh.shape[1], dZ, W, dxh, dx)
         elif n > 0:
-            np.dot(dZ[t, :n], W_hh, dh[:n])
+            np.dot(dZ[t, :n], W, dxh[:n])
 
 
 #: rows of dZ per segment in ``_weight_grads``: a segment (at most 128 x 4H) stays
@@ -210,14 +242,14 @@ def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
 
 
 @kernel(parallel=True)
-def _weight_grads(dZ, x, h_prev, W_ih, segments, dW_ih_T, dW_hh_T, dx):
-    """``dW_ih^T = x^T dZ``, ``dW_hh^T = h_prev^T dZ``, ``dx = dZ W_ih`` without BLAS.
+def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
+    """``dW_ih^T = x^T dZ`` and ``dW_hh^T = h_prev^T dZ`` without BLAS.
 
     The weight gradients are computed transposed so that the inner loop runs
     along the 4H columns of ``dZ`` rather than the I or H columns of ``x`` or
     ``h_prev`` (short rows keep the vector loop from paying off). The parallel
     loop splits the I + H output rows into equal groups. Only the rows in
-    ``segments`` (running rows) are read; ``dx`` is 0 elsewhere. Each element
+    ``segments`` (running rows) are read. Each element
     sums over its index in increasing order (``add_products``), so the result
     does not depend on the thread count.
 
@@ -227,14 +259,10 @@ def _weight_grads(dZ, x, h_prev, W_ih, segments, dW_ih_T, dW_hh_T, dx):
         dL/dz of every (step, row), N = T * B.
     x, h_prev : ndarray, shapes (N, I), (N, H)
         The layer's input and h_{t-1} of every (step, row).
-    W_ih : ndarray, shape (4H, I)
-        Input weights, C-contiguous.
     segments : ndarray of int64, shape (S, 2)
         ``_running_segments``: the [start, stop) ranges of running rows.
     dW_ih_T, dW_hh_T : ndarray, shapes (I, 4H), (H, 4H)
         Outputs: the transposed weight gradients (overwritten).
-    dx : ndarray, shape (N, I)
-        Output (overwritten).
     """
     I = x.shape[1]
     rows = I + h_prev.shape[1]                      # x's rows, then h_prev's
@@ -250,11 +278,6 @@ def _weight_grads(dZ, x, h_prev, W_ih, segments, dW_ih_T, dW_hh_T, dx):
             width = operands[which].shape[1]
             _accumulate_transposed(operands[which], dZ, segments, results[which],
                                    min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
-    for n in range(dx.shape[0]):
-        zero_row(dx[n])
-    for k in prange(segments.shape[0]):
-        n0, n1 = segments[k, 0], segments[k, 1]
-        add_products(dZ, W_ih, dx, n0, n1, 0, I)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -299,14 +322,23 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     # dy is often a strided view of the caller's array; typed contiguous, the gate
     # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)
     dy = np.ascontiguousarray(dy)
-    W_hh = W_hh if use_blas else np.ascontiguousarray(W_hh)
+    if use_blas:
+        W, dxh = W_hh, dh0                                      # dh alone; dx after the loop
+    else:
+        W = np.empty((4 * H, I + H), W_hh.dtype)                # [W_ih | W_hh], C-contiguous
+        W[:, :I] = W_ih
+        W[:, I:] = W_hh
+        dxh = np.empty((B, I + H), dh0.dtype)                   # [dx_t | dh] per row
+        dxh[:, I:] = dh_n
     if T > 0 and B > 0:
         if path == "tiles":
-            _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                       h_prev, row_block, unit_block)
+            _recurrence_backward_tiles(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                       h_prev, dx, row_block, unit_block)
         else:
-            _recurrence_backward_serial(gates, cells, h0, c0, dy, W_hh, n_active, dh0, dc0, dZ,
-                                        h_prev, use_blas)
+            _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                        h_prev, dx, use_blas)
+    if not use_blas:
+        dh0[...] = dxh[:, I:]
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = np.ascontiguousarray(x).reshape(T * B, I)
     dx_flat = dx.reshape(T * B, I)
@@ -322,7 +354,6 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
             dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
             dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
             segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
-            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), np.ascontiguousarray(W_ih),
-                          segments, dW_ih_T, dW_hh_T, dx_flat)
+            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, dW_ih_T, dW_hh_T)
             dW_ih[...] = dW_ih_T.T
             dW_hh[...] = dW_hh_T.T
