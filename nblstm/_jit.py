@@ -8,6 +8,13 @@ cache, error model and fastmath settings live in one place:
   and numba drops the zero check from inner loops.
 - ``fastmath=False``: reassociation would make results depend on
   vectorisation width and break the bitwise-reproducibility promise.
+
+Literal arguments: numba compiles a kernel called from another kernel once per
+distinct argument type, and a constant such as ``0`` in the call is typed
+``Literal[int](0)``, not ``int64``. A serial driver calling a helper with ``0``
+where the parallel driver passes a computed index would compile the helper,
+and every product loop inside it, twice; the serial and tiles paths together
+took 31.7 s to compile cold that way. Drivers pass ``np.int64(0)`` instead.
 """
 from numba import njit
 

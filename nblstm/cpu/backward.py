@@ -169,14 +169,15 @@ def _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc, 
     T, B, H4 = gates.shape
     H = H4 // 4
     dh_offset = dxh.shape[1] - H
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         for r in range(n):
-            _gates_backward_tile(t, r, 0, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
+            _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
                                  h_prev)
         _clear_padded(t, n, dZ, h_prev, dx)
         if not use_blas:
-            _dxh_tile(t, 0, n, 0, dxh.shape[1], dZ, W, dxh, dx)
+            _dxh_tile(t, first, n, first, dxh.shape[1], dZ, W, dxh, dx)
         elif n > 0:
             np.dot(dZ[t, :n], W, dxh[:n])
 
@@ -238,7 +239,8 @@ def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
         zero_row(out_T[r])
     for k in range(segments.shape[0]):
         n0, n1 = segments[k, 0], segments[k, 1]
-        add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, 0, dZ.shape[1])
+        # a typed 0, not a literal: see _jit.py, "Literal arguments"
+        add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, np.int64(0), dZ.shape[1])
 
 
 @kernel(parallel=True)

@@ -179,12 +179,13 @@ def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
     """
     T, _, I = x.shape
     H = c_state.shape[1]
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     swapped = False
     for t in range(T):
         n = n_active[t]
         xh = xh_next if swapped else xh_prev
         xh_out = xh_prev if swapped else xh_next
-        _fused_step_tile(t, 0, n, 0, H, x, xh, W_cat, b, z_steps[t if keep_cache else 0],
+        _fused_step_tile(t, first, n, first, H, x, xh, W_cat, b, z_steps[t if keep_cache else 0],
                          c_state, xh_out, y, cells, keep_cache, last_step, h_n, c_n)
         _zero_finished_rows(t, n, y)
         swapped = not swapped
@@ -222,6 +223,7 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
     """
     steps, _, H4 = zx.shape
     H = H4 // 4
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     swapped = False
     for s in range(steps):
         t = t0 + s
@@ -235,8 +237,8 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
             rec_r = rec[r]
             for j in range(H4):
                 z[j] += rec_r[j]
-            _activate_tile(z, 0, H, c_state[r], hn[r])
-            _store_tile(t, r, 0, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
+            _activate_tile(z, first, H, c_state[r], hn[r])
+            _store_tile(t, r, first, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
         _zero_finished_rows(t, n, y)
         swapped = not swapped
     return swapped
