@@ -70,8 +70,9 @@ def _fused_step_tile(t, r0, r1, j0, j1, x, xh, W_cat, b, z, c_state, xh_out,
 
     ``xh`` holds ``[x_t | h_{t-1}]`` per row (the tile copies in its rows'
     ``x_t``) and ``W_cat`` is ``[W_ih^T; W_hh^T]``, so ``b + W_ih x_t + W_hh h_{t-1}``
-    is one product. h_t goes to ``xh_out[:, I:]``, the next step's ``xh``. A tile of whole rows computes it over the 4H columns at
-    once, a tile of part of a row over its four per-gate column ranges.
+    is one product. h_t goes to ``xh_out[:, I:]``, the next step's ``xh``. A
+    tile of whole rows computes the product over the 4H columns at once, a tile
+    of part of a row over its four per-gate column ranges.
     """
     I = x.shape[2]
     H = c_state.shape[1]
@@ -149,7 +150,7 @@ def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
     row_block, unit_block : int
         Batch rows and hidden units per tile (``nblstm.cpu._tiling``).
     """
-    T, _, I = x.shape
+    T = x.shape[0]
     H = c_state.shape[1]
     n_unit_blocks = (H + unit_block - 1) // unit_block
     swapped = False
@@ -177,7 +178,7 @@ def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
     For small sizes, where starting threads every step costs more than the
     step. Arguments as for ``_recurrence_tiles``.
     """
-    T, _, I = x.shape
+    T = x.shape[0]
     H = c_state.shape[1]
     first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     swapped = False
