@@ -23,6 +23,7 @@ from .._jit import kernel
 from ._blas import gemm
 from ._products import add_products
 from ._rows import copy_row, zero_row
+from .layout import running_rows
 from ._gates import dsigmoid_from_output, dtanh_from_output, tanh
 
 
@@ -317,7 +318,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     H = W_hh.shape[1]
     dh0[...] = dh_n
     dc0[...] = dc_n
-    n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
+    n_active = running_rows(lengths, T)
     dZ = np.empty((T, B, 4 * H), gates.dtype)
     h_prev = np.empty((T, B, H), gates.dtype)
     use_blas = path == "blas"

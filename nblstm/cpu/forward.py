@@ -27,6 +27,7 @@ from .._jit import kernel
 from ._blas import gemm
 from ._products import add_products
 from ._rows import copy_row, zero_row
+from .layout import running_rows
 from ._gates import sigmoid, tanh
 
 
@@ -298,8 +299,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     c_n[...] = c0
     if T == 0 or B == 0:
         return
-    # rows with lengths > t, i.e. -lengths < -t, are a prefix of the sorted batch
-    n_active = np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
+    n_active = running_rows(lengths, T)
     last_step = lengths - 1
     c_state = np.array(c0, order="C")
     keep_cache = gates is not None

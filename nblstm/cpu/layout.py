@@ -3,6 +3,17 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel
+from ._rows import copy_row, zero_row
+
+
+def running_rows(lengths, T):
+    """``n[t]``, the number of rows still running at step t, for t < T.
+
+    The batch is sorted by length (non-increasing), so the rows with
+    ``lengths > t``, i.e. ``-lengths < -t``, are the prefix ``0 .. n[t] - 1``.
+    Returns an int64 array of shape (T,).
+    """
+    return np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
 
 
 def to_internal(a, order, time_major, dtype):
@@ -30,13 +41,10 @@ def from_internal(a, order, time_major, on_device=False):
 @kernel
 def _gather_rows(src, index, out):
     """``out[t, i] = src[t, index[i]]`` (``out`` may be a strided view)."""
-    T, B, F = out.shape
+    T, B = out.shape[:2]
     for t in range(T):
         for i in range(B):
-            s = src[t, index[i]]
-            d = out[t, i]
-            for k in range(F):
-                d[k] = s[k]
+            copy_row(out[t, i], src[t, index[i]])
 
 
 @kernel(parallel=True)
@@ -49,13 +57,11 @@ def reverse_sequences(src, lengths, out):
     lengths : ndarray of int64, shape (B,)
     out : ndarray, shape (T, B, F), distinct from ``src`` (may be a strided view)
     """
-    T, B, F = src.shape
+    T, B = src.shape[:2]
     for b in prange(B):
         n = lengths[b]
         for t in range(T):
             if t < n:
-                for k in range(F):
-                    out[t, b, k] = src[n - 1 - t, b, k]
+                copy_row(out[t, b], src[n - 1 - t, b])
             else:
-                for k in range(F):
-                    out[t, b, k] = 0
+                zero_row(out[t, b])
