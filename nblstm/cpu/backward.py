@@ -316,7 +316,6 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
-    dh0[...] = dh_n
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)
     dZ = np.empty((T, B, 4 * H), gates.dtype)
@@ -326,6 +325,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)
     dy = np.ascontiguousarray(dy)
     if use_blas:
+        dh0[...] = dh_n
         W, dxh = W_hh, dh0                                      # dh alone; dx after the loop
     else:
         W = np.empty((4 * H, I + H), W_hh.dtype)                # [W_ih | W_hh], C-contiguous
@@ -344,7 +344,6 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         dh0[...] = dxh[:, I:]
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = np.ascontiguousarray(x).reshape(T * B, I)
-    dx_flat = dx.reshape(T * B, I)
     # With check_finite=False a non-finite input is the caller's choice: it propagates
     # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
     with np.errstate(all="ignore"):
@@ -352,7 +351,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         if use_blas:
             gemm(dZ_flat.T, x_flat, dW_ih)                      # dW_ih = Σ_t dz_t x_tᵀ
             gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
-            gemm(dZ_flat, W_ih, dx_flat)                        # dx_t = W_ihᵀ dz_t
+            gemm(dZ_flat, W_ih, dx.reshape(T * B, I))           # dx_t = W_ihᵀ dz_t
         else:
             dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
             dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
