@@ -161,19 +161,24 @@ def test_running_segments_cover_exactly_the_running_rows():
     assert _running_segments(np.zeros(0, np.int64), 3, 8).shape == (0, 2)
 
 
-@pytest.mark.parametrize("row_block, unit_block", [(1, 4), (2, 5), (1, 33)])
+@pytest.mark.parametrize("row_block, unit_block, row_groups",
+                         [(1, 4, 0), (2, 5, 0), (1, 33, 0), (1, 33, 1), (2, 33, 2), (1, 33, 3),
+                          (2, 33, 7)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_tiles_that_split_rows_equal_the_serial_loop(cpu_config, monkeypatch, row_block, unit_block, dtype):
-    """Tiles of part of a row (four per-gate column ranges) give the serial loop's bits.
+def test_every_tiling_equals_the_serial_loop(cpu_config, monkeypatch, row_block, unit_block,
+                                            row_groups, dtype):
+    """Every tiling of the "tiles" path gives the serial loop's bits.
 
-    The automatic tiling splits rows only when the batch has fewer row blocks than
-    threads, so the tiling is forced here, whatever the machine's thread count.
+    Tiles of part of a row (four per-gate column ranges, a barrier every step),
+    and groups of whole rows each with its own time loop: one group, as many as
+    row blocks, more groups than blocks (some idle). The automatic tiling picks
+    by thread count, so the tiling is forced here, whatever the machine's.
     """
     p = make_problem(5, 6, 4, 33, dtype=dtype, seed=8, lengths="mixed")
     cpu_config.path = "serial"
     want = run_api(p, reverse=True)
     cpu_config.path = "tiles"
-    monkeypatch.setattr(cpu, "_tiling", lambda B, H: (row_block, unit_block))
+    monkeypatch.setattr(cpu, "_tiling", lambda B, H: (row_block, unit_block, row_groups))
     got = run_api(p, reverse=True)
     np.testing.assert_array_equal(got[0], want[0])
     for name in ("dx", "dh0", "dc0"):

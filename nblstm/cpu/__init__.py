@@ -84,13 +84,16 @@ def choose_path(B, H):
 
 
 def _tiling(B, H):
-    """(batch rows, hidden units) per parallel tile.
+    """(batch rows, hidden units, row groups) per parallel tile.
 
     Whole rows per tile when the batch alone gives every thread work: a tile
     that covers part of a row computes four short column ranges, one per gate,
     which runs at a fraction of the speed of one range over the row's 4H
     columns. Two rows per tile where there are rows enough (``add_products``
-    computes two at a time). The thread count only sets the tiling; results do
+    computes two at a time). Tiles of whole rows need nothing from each other,
+    so they run as one group per thread, each with its own loop over time and
+    no barrier between steps; tiles of part of a row meet at a barrier every
+    step (``row_groups`` 0). The thread count only sets the tiling; results do
     not depend on it, since every element is summed in the same order.
     """
     threads = numba.get_num_threads()
@@ -98,9 +101,9 @@ def _tiling(B, H):
     row_block = 2 if B >= 2 * want_tiles else 1
     row_blocks = -(-max(B, 1) // row_block)
     if row_blocks >= threads:
-        return row_block, H
+        return row_block, H, threads
     blocks_per_row = -(-want_tiles // row_blocks)
-    return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row))
+    return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
 
 
 def empty(shape, dtype):
@@ -155,16 +158,17 @@ def all_finite(a):
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     B, H = x.shape[1], W_hh.shape[1]
-    row_block, unit_block = _tiling(B, H)
+    row_block, unit_block, row_groups = _tiling(B, H)
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
                            path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
-                           chunk_elements=config.chunk_elements)
+                           row_groups=row_groups, chunk_elements=config.chunk_elements)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                    dx, dW_ih, dW_hh, db, dh0, dc0):
     B, H = x.shape[1], W_hh.shape[1]
-    row_block, unit_block = _tiling(B, H)
+    row_block, unit_block, row_groups = _tiling(B, H)
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
-                             path=choose_path(B, H), row_block=row_block, unit_block=unit_block)
+                             path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
+                             row_groups=row_groups)

@@ -6,7 +6,9 @@ the product with ``dZ_t``, in one of the forward pass's three ways (``path``):
 
 - ``"tiles"``: parallel tiles of (batch rows, hidden units) with numba
   products; the step's product is ``[dx_t | dh_{t-1}] = dZ_t [W_ih | W_hh]``,
-  rows of I + H (a separate ``dZ W_ih`` would run along rows of only I);
+  rows of I + H (a separate ``dZ W_ih`` would run along rows of only I).
+  As in the forward pass, groups of whole rows each walk back through time
+  on their own, and tiles of part of a row meet at barriers every step;
 - ``"serial"``: the same as one tile on the calling thread;
 - ``"blas"``: ``dh_{t-1} = dZ_t W_hh`` as one BLAS product per step, the
   element-wise part on the calling thread, and dx as one product after the loop.
@@ -68,9 +70,9 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dh_offset, 
 
 
 @kernel
-def _clear_padded(t, n, dZ, h_prev, dx):
-    """Rows n.. have no step t: no gradient, no h_{t-1} (dW_hh must not see them), dx 0."""
-    for r in range(n, dZ.shape[1]):
+def _clear_padded(t, r0, r1, dZ, h_prev, dx):
+    """Rows r0:r1 have no step t: no gradient, no h_{t-1} (dW_hh must not see them), dx 0."""
+    for r in range(r0, r1):
         zero_row(dZ[t, r])
         zero_row(h_prev[t, r])
         zero_row(dx[t, r])
@@ -148,12 +150,43 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, d
             for r in range(r0, min(r0 + row_block, n)):
                 _gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
                                      dxh, I, dc, dZ, h_prev)
-        _clear_padded(t, n, dZ, h_prev, dx)
+        _clear_padded(t, n, B, dZ, h_prev, dx)
         for tile in prange(n_row_blocks * n_col_blocks):          # [dx_t | dh_{t-1}] = dz_t W_bwd
             r0 = (tile // n_col_blocks) * row_block
             k0 = (tile % n_col_blocks) * col_block
             _dxh_tile(t, r0, min(r0 + row_block, n), k0, min(k0 + col_block, I + H),
                       dZ, W_bwd, dxh, dx)
+
+
+@kernel(parallel=True)
+def _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, dc, dZ,
+                                    h_prev, dx, row_block, groups):
+    """The steps of ``_recurrence_backward_tiles`` as one time loop per group of whole rows.
+
+    As in the forward ``_recurrence_row_groups``: rows are independent, so
+    each group walks its own rows back through time with no barrier between
+    steps; blocks of ``row_block`` rows are dealt to the ``groups`` groups in
+    turn. Each row's arithmetic is that of ``_recurrence_backward_tiles``
+    (bitwise the same results). Arguments as for ``_recurrence_backward_tiles``.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    I = dx.shape[2]
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
+    n_blocks = (B + row_block - 1) // row_block
+    for group in prange(groups):
+        for t in range(T - 1, -1, -1):
+            n = n_active[t]
+            for block in range(group, n_blocks, groups):
+                r0 = block * row_block
+                r1 = min(r0 + row_block, B)
+                running = min(r1, n)
+                for r in range(r0, running):
+                    _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc,
+                                         dZ, h_prev)
+                _clear_padded(t, max(r0, n), r1, dZ, h_prev, dx)
+                if r0 < running:                        # [dx_t | dh_{t-1}] = dz_t W_bwd
+                    _dxh_tile(t, r0, running, first, I + H, dZ, W_bwd, dxh, dx)
 
 
 @kernel
@@ -176,7 +209,7 @@ def _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc, 
         for r in range(n):
             _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
                                  h_prev)
-        _clear_padded(t, n, dZ, h_prev, dx)
+        _clear_padded(t, n, B, dZ, h_prev, dx)
         if not use_blas:
             _dxh_tile(t, first, n, first, dxh.shape[1], dZ, W, dxh, dx)
         elif n > 0:
@@ -284,7 +317,7 @@ def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block):
+                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block, row_groups):
     """Gradients of one forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -313,6 +346,10 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         How a step runs, as in ``forward_layer``.
     row_block, unit_block : int
         Batch rows and hidden units per parallel tile (``path="tiles"``).
+    row_groups : int
+        If positive, run ``"tiles"`` as this many groups of whole rows, each
+        with its own loop over time (``row_block`` rows per tile, ``unit_block``
+        unused); 0 for tiles of ``unit_block`` units and a barrier every step.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -334,7 +371,10 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         dxh = np.empty((B, I + H), dh0.dtype)                   # [dx_t | dh] per row
         dxh[:, I:] = dh_n
     if T > 0 and B > 0:
-        if path == "tiles":
+        if path == "tiles" and row_groups > 0:
+            _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                            h_prev, dx, row_block, row_groups)
+        elif path == "tiles":
             _recurrence_backward_tiles(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
                                        h_prev, dx, row_block, unit_block)
         else:

@@ -4,9 +4,13 @@ A serial loop over time; each step computes ``z = b + W_ih x_t + W_hh h_{t-1}``
 and the fused gate and cell update, in one of three ways (``path``, chosen by
 size in ``nblstm.cpu.choose_path``):
 
-- ``"tiles"``: one numba parallel region per step over tiles of (two batch
-  rows, block of hidden units), each tile computing its part of ``z`` with
-  numba loops (``_products.add_products``), then its gates;
+- ``"tiles"``: tiles of (two batch rows, block of hidden units), each
+  computing its part of ``z`` with numba loops (``_products.add_products``),
+  then its gates. Tiles of whole rows depend on nothing but their own rows,
+  so one parallel region runs a group of them per thread, each group with its
+  own loop over time (``_recurrence_row_groups``); tiles of part of a row
+  (more threads than row blocks) meet at a barrier every step
+  (``_recurrence_tiles``);
 - ``"serial"``: the same step as one tile on the calling thread (the smallest
   sizes, where starting threads every step would cost more than the step);
 - ``"blas"``: as the fast LSTM implementations for large sizes do it, the input
@@ -171,6 +175,43 @@ def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
         swapped = not swapped
 
 
+@kernel(parallel=True)
+def _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
+                           xh_prev, xh_next, c_state, y, h_n, c_n, cells, row_block, groups):
+    """All T steps as ``groups`` independent loops over time, one per group of whole rows.
+
+    The rows of a batch are independent sequences: a tile of whole rows needs
+    nothing from other tiles, so each group runs its own time loop and the
+    steps need no barrier (a barrier per step, with a thread descheduled now
+    and then on a shared machine, cost as much as the step's arithmetic).
+    Blocks of ``row_block`` rows are dealt to the groups in turn, so that with
+    the batch sorted by length every group gets long and short rows alike.
+    Each row's arithmetic is that of ``_recurrence_tiles``, so the results
+    are bitwise the same. Arguments as for ``_recurrence_tiles``; ``groups``
+    is the number of groups (the parallel loop's iterations).
+    """
+    T = x.shape[0]
+    B, H = c_state.shape
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
+    n_blocks = (B + row_block - 1) // row_block
+    for group in prange(groups):
+        swapped = False
+        for t in range(T):
+            n = n_active[t]
+            xh = xh_next if swapped else xh_prev
+            xh_out = xh_prev if swapped else xh_next
+            z = z_steps[t if keep_cache else 0]
+            for block in range(group, n_blocks, groups):
+                r0 = block * row_block
+                r1 = min(r0 + row_block, B)
+                if r0 < n:
+                    _fused_step_tile(t, r0, min(r1, n), first, H, x, xh, W_cat, b, z, c_state,
+                                     xh_out, y, cells, keep_cache, last_step, h_n, c_n)
+                for r in range(max(r0, n), r1):                # ended rows: y_t = 0
+                    zero_row(y[t, r])
+            swapped = not swapped
+
+
 @kernel
 def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
                        xh_prev, xh_next, c_state, y, h_n, c_n, cells):
@@ -262,7 +303,7 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                  *, path, row_block, unit_block, chunk_elements):
+                  *, path, row_block, unit_block, row_groups, chunk_elements):
     """One forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -288,6 +329,10 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
         BLAS product plus a serial element-wise loop (see ``nblstm.cpu.choose_path``).
     row_block, unit_block : int
         Batch rows and hidden units per parallel tile (``path="tiles"``).
+    row_groups : int
+        If positive, run ``"tiles"`` as this many groups of whole rows, each
+        with its own loop over time (``row_block`` rows per tile, ``unit_block``
+        unused); 0 for tiles of ``unit_block`` units and a barrier every step.
     chunk_elements : int
         Bound on the inference projection buffer of the ``"blas"`` path
         (elements); training projects straight into ``gates``, and the other
@@ -317,7 +362,10 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     xh_prev[:, I:] = h0
     xh_next = np.empty_like(xh_prev)
     z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
-    if path == "tiles":
+    if path == "tiles" and row_groups > 0:
+        _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
+                               xh_next, c_state, y, h_n, c_n, cells_out, row_block, row_groups)
+    elif path == "tiles":
         _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev, xh_next,
                           c_state, y, h_n, c_n, cells_out, row_block, unit_block)
     else:
