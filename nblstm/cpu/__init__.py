@@ -4,6 +4,7 @@
 kernels as arguments (numba freezes globals at compile time). Tests patch it
 to force each code path.
 """
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -11,7 +12,8 @@ import numpy as np
 
 from . import backward as _backward
 from . import forward as _forward
-from .layout import from_internal, reverse_sequences, to_internal
+from . import layout
+from .layout import reverse_sequences, to_internal
 
 __all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
            "to_internal", "from_internal", "view_internal", "empty_batch_first",
@@ -156,9 +158,25 @@ def all_finite(a):
     return bool(np.isfinite(a).all())
 
 
+#: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)
+_last_layer = threading.local()
+
+
+def from_internal(a, order, time_major, on_device=False):
+    """:func:`layout.from_internal`, with numba's threads unless BLAS's ran last.
+
+    Whichever pool ran the layers is still spinning; a gather on the other
+    pool would wait for a core (numba issue 6933), on the same pool it shares
+    the work.
+    """
+    parallel = not getattr(_last_layer, "blas", True)
+    return layout.from_internal(a, order, time_major, on_device, parallel=parallel)
+
+
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     B, H = x.shape[1], W_hh.shape[1]
     row_block, unit_block, row_groups = _tiling(B, H)
+    _last_layer.blas = choose_path(B, H) == "blas"
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
                            path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
                            row_groups=row_groups, chunk_elements=config.chunk_elements)
@@ -168,6 +186,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                    dx, dW_ih, dW_hh, db, dh0, dc0):
     B, H = x.shape[1], W_hh.shape[1]
     row_block, unit_block, row_groups = _tiling(B, H)
+    _last_layer.blas = choose_path(B, H) == "blas"
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
                              path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
