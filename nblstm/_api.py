@@ -170,7 +170,8 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         directions = []
         for d, p in enumerate(layer):
             k = l * D + d
-            W_ih, W_hh, b = (be.copy_as(a, dtype) for a in p)
+            # the cache keeps its own copy; inference only reads the weights
+            W_ih, W_hh, b = ((be.copy_as if keep_cache else be.as_operand)(a, dtype) for a in p)
             gates = be.empty((T, B, 4 * H), dtype) if keep_cache else None
             cells = be.empty((T, B, H), dtype) if keep_cache else None
             backwards = d == 1 or reverse
@@ -200,9 +201,9 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
 
 
 def _state_in(be, s, order, unbatched, single, LD, B, H, dtype):
-    """User state -> (L*D, B, H) in sorted batch order; zeros when None."""
+    """User state -> (L*D, B, H) in sorted batch order; zeros when None (read only)."""
     if s is None:
-        return be.zeros((LD, B, H), dtype)
+        return be.zeros_input((LD, B, H), dtype)
     if single:
         s = be.expand_dims(s, 0)
     if unbatched:

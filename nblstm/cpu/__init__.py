@@ -15,9 +15,10 @@ from . import forward as _forward
 from . import layout
 from .layout import reverse_sequences, to_internal
 
-__all__ = ["config", "empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
-           "to_internal", "from_internal", "view_internal", "empty_batch_first",
-           "reverse_sequences", "add", "all_finite", "choose_path", "forward_layer", "backward_layer"]
+__all__ = ["config", "empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand",
+           "copy_as", "to_user", "expand_dims", "to_internal", "from_internal", "view_internal",
+           "empty_batch_first", "reverse_sequences", "add", "all_finite", "choose_path",
+           "forward_layer", "backward_layer"]
 
 
 @dataclass
@@ -116,12 +117,29 @@ def zeros(shape, dtype):
     return np.zeros(shape, dtype)
 
 
+def zeros_input(shape, dtype):
+    """Zeros that the kernels only read (a state the user left out)."""
+    return np.zeros(shape, dtype)
+
+
 def asarray(a):
     return np.asarray(a)
 
 
 def is_device(a):
     return False
+
+
+def as_operand(a, dtype):
+    """``a`` as a C-contiguous array of ``dtype``; no copy if it already is one (read only).
+
+    A read-only array is copied too: numba compiles every kernel again for
+    read-only argument types.
+    """
+    a = np.asarray(a)
+    if a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return copy_as(a, dtype)
 
 
 def copy_as(a, dtype):

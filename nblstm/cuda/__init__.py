@@ -13,8 +13,8 @@ time); tests shrink them so that several blocks and both recurrence paths run.
 from .config import config
 
 __all__ = ["available", "require", "config"] + [
-    "empty", "zeros", "forward_layer", "backward_layer", "reverse_sequences", "add",
-    "asarray", "is_device", "copy_as", "to_user", "expand_dims", "to_internal",
+    "empty", "zeros", "zeros_input", "forward_layer", "backward_layer", "reverse_sequences", "add",
+    "asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims", "to_internal",
     "from_internal", "all_finite", "view_internal", "empty_batch_first",
 ]
 

@@ -23,6 +23,7 @@ from numba import cuda
 
 from .. import _math
 from ._jit import device, dsigmoid_from_output, dtanh_from_output, kernel, tanh
+from . import constants
 from .recurrence import plan, step_counts
 
 __all__ = ["backward_recurrence"]
@@ -36,6 +37,18 @@ def _load_backward_slice(d_w, smem, j0, U, H):
         j = j0 + e // G
         if j < H:  # columns past H (last slice) are never read
             smem[e] = d_w[n * H + j]
+
+
+@device
+def _init_dc(d_dcn, d_dc, j0, U):
+    # dL/dc of the block's units starts as dc_n; the caller syncs the block
+    B = d_dc.shape[0]
+    H = d_dc.shape[1]
+    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
+        b = e // U
+        j = j0 + e % U
+        if j < H:
+            d_dc[b, j] = d_dcn[b, j]
 
 
 @device
@@ -114,8 +127,8 @@ def _backward_step(t, n_t, n_next, d_dz, d_w, w_off, w_unit_stride, w_n_stride,
 
 
 @kernel
-def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc,
-                                d_hprev, d_dh0, d_nt, U, S, use_shared, red):
+def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn,
+                                d_dc, d_hprev, d_dh0, d_nt, U, S, use_shared, red):
     # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
     # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
@@ -123,9 +136,9 @@ def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d
     H = d_dhn.shape[1]
     T = d_dz.shape[0]
     j0 = cuda.blockIdx.x * U
+    _init_dc(d_dcn, d_dc, j0, U)
     if use_shared:
         _load_backward_slice(d_w, smem, j0, U, H)
-        cuda.syncthreads()
         w = smem
         w_off = 0
         w_unit_stride = 4 * H
@@ -135,6 +148,7 @@ def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d
         w_off = j0
         w_unit_stride = 1
         w_n_stride = H
+    cuda.syncthreads()  # dc and the W_hh slice are in place for every thread
     for s in range(T + 1):
         t = T - 1 - s  # T-1, ..., 0, then -1 for dh0
         _backward_step(t, d_nt[t] if t >= 0 else 0, d_nt[t + 1], d_dz, w, w_off, w_unit_stride,
@@ -144,7 +158,7 @@ def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d
 
 
 @kernel
-def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc,
+def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc,
                           d_hprev, d_dh0, t, n_t, n_next, U, S, use_shared, red):
     # One step; grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
@@ -152,6 +166,9 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
     n_slices = (H + U - 1) // U
     for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
         j0 = s * U
+        if t == d_dz.shape[0] - 1:  # the first launch (t = -1 when T = 0)
+            _init_dc(d_dcn, d_dc, j0, U)
+            cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
             _load_backward_slice(d_w, smem, j0, U, H)
@@ -163,8 +180,8 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
                            d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0, j0, U, S, smem, red)
 
 
-def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_dhn, d_dc,
-                        d_dz, d_hprev, d_dh0):
+def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_dhn, d_dcn,
+                        d_dc, d_dz, d_hprev, d_dh0):
     """Run BPTT of one layer over all steps.
 
     Parameters
@@ -178,10 +195,10 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
         From the forward pass.
     d_dy : device array, shape (T, B, H)
         dL/dy, any strides; read at valid steps only.
-    d_dhn : device array, shape (B, H)
-        dL/dh_n.
+    d_dhn, d_dcn : device arrays, shape (B, H)
+        dL/dh_n, dL/dc_n.
     d_dc : device array, shape (B, H)
-        Holds dL/dc_n on entry and dL/dc0 on exit.
+        Output dL/dc0; the kernels carry dL/dc_t in it as they go.
     d_dz : device array, shape (T, B, 4H)
         Output: dL/dz at every step (0 at padded steps).
     d_hprev : device array, shape (T, B, H)
@@ -195,11 +212,11 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
         return
     d_w = d_W_hh.reshape(d_W_hh.size)
     n = step_counts(lengths, T)
-    d_nt = cuda.to_device(n)
+    d_nt = constants.step_counts(lengths, T)
 
     def persistent_args(p):
-        return (d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0,
-                d_nt, p.units, p.lanes, p.w_shared, p.red_offset)
+        return (d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev,
+                d_dh0, d_nt, p.units, p.lanes, p.w_shared, p.red_offset)
 
     p = plan(H, B, d_dz.dtype.itemsize, 1, _backward_persistent_kernel, persistent_args)
     if p.persistent:
@@ -207,6 +224,6 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
         return
     for t in range(T - 1, -2, -1):
         _backward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
-            d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0,
+            d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev, d_dh0,
             t, int(n[t]) if t >= 0 else 0, int(n[t + 1]), p.units, p.lanes, p.w_shared,
             p.red_offset)

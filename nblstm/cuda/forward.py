@@ -10,8 +10,9 @@ recurrent term and apply the cell update:
     i, f, g, o &= \\sigma(z_i), \\sigma(z_f), \\tanh(z_g), \\sigma(z_o) \\\\
     c_t &= f \\odot c_{t-1} + i \\odot g, \\qquad h_t = o \\odot \\tanh(c_t)
 
-State lives in the outputs: ``h_n``/``c_n`` start as h0/c0 and are overwritten
-at each row's valid steps, so they end holding the state after its last step;
+State lives in the outputs: each block first copies h0/c0 of its units into
+``h_n``/``c_n`` (no separate copy launches), which are then overwritten at each
+row's valid steps, so they end holding the state after its last step;
 ``h_{t-1}`` of a running row is read from ``y[t-1]`` (rows are sorted by
 length, so a row running at t also ran at t-1).
 """
@@ -21,6 +22,8 @@ from numba import cuda
 
 from .. import _math
 from ._jit import device, kernel, sigmoid, tanh
+from . import constants
+from . import elementwise as ew
 from .recurrence import plan, step_counts
 
 __all__ = ["forward_recurrence"]
@@ -37,6 +40,20 @@ def _load_forward_slice(d_w, smem, j0, U, H):
         j = j0 + jj
         if j < H:  # rows past H (last slice) are never read
             smem[e] = d_w[(g * H + j) * H + k]
+
+
+@device
+def _init_state(d_h0, d_c0, d_hn, d_cn, j0, U):
+    # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them);
+    # the caller syncs the block before the step threads read c_{t-1} from c_n
+    B = d_hn.shape[0]
+    H = d_hn.shape[1]
+    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
+        b = e // U
+        j = j0 + e % U
+        if j < H:
+            d_hn[b, j] = d_h0[b, j]
+            d_cn[b, j] = d_c0[b, j]
 
 
 @device
@@ -116,8 +133,8 @@ def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_c
 
 
 @kernel
-def _forward_persistent_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-                               d_nt, U, S, use_shared, red):
+def _forward_persistent_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
+                               training, d_nt, U, S, use_shared, red):
     # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
     # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
@@ -125,9 +142,9 @@ def _forward_persistent_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cell
     H = d_hn.shape[1]
     T = d_y.shape[0]
     j0 = cuda.blockIdx.x * U
+    _init_state(d_h0, d_c0, d_hn, d_cn, j0, U)
     if use_shared:
         _load_forward_slice(d_w, smem, j0, U, H)
-        cuda.syncthreads()
         w = smem
         w_gate_stride = U
         w_row0 = 0
@@ -135,6 +152,7 @@ def _forward_persistent_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cell
         w = d_w
         w_gate_stride = H
         w_row0 = j0
+    cuda.syncthreads()  # the state and the W_hh slice are in place for every thread
     for t in range(T):
         _forward_step(t, d_nt[t], d_xz, w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
                       d_gates, d_cells, training, j0, U, S, smem, red)
@@ -142,7 +160,7 @@ def _forward_persistent_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cell
 
 
 @kernel
-def _forward_step_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+def _forward_step_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
                          t, n_t, U, S, use_shared, red):
     # One step; grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
@@ -150,6 +168,9 @@ def _forward_step_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, tra
     n_slices = (H + U - 1) // U
     for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
         j0 = s * U
+        if t == 0:
+            _init_state(d_h0, d_c0, d_hn, d_cn, j0, U)
+            cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
             _load_forward_slice(d_w, smem, j0, U, H)
@@ -161,7 +182,7 @@ def _forward_step_kernel(d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, tra
                           d_gates, d_cells, training, j0, U, S, smem, red)
 
 
-def forward_recurrence(d_xz, d_W_hh, d_h0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
+def forward_recurrence(d_xz, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
     """Run the recurrence of one layer over all steps.
 
     Parameters
@@ -169,29 +190,35 @@ def forward_recurrence(d_xz, d_W_hh, d_h0, lengths, d_y, d_hn, d_cn, d_gates, d_
     d_xz : device array, shape (T, B, 4H)
         ``W_ih x_t + b``; may be ``d_gates`` itself (overwritten in place).
     d_W_hh : device array, shape (4H, H), C-contiguous
-    d_h0 : device array, shape (B, H)
+    d_h0, d_c0 : device arrays, shape (B, H)
+        Initial state.
     lengths : ndarray of int64, shape (B,)
         Non-increasing, on the host.
     d_y : device array, shape (T, B, H)
         Output h_t, 0 at padded steps; any strides.
     d_hn, d_cn : device arrays, shape (B, H)
-        Hold h0, c0 on entry and the final state on exit.
+        Output: the state after each row's last step (h0, c0 for length 0);
+        the kernels keep c_t in ``d_cn`` as they go.
     d_gates : device array, shape (T, B, 4H), or None
     d_cells : device array, shape (T, B, H), or None
         Post-activation gates and c_t (training), or None (inference).
     """
     T, B, H = d_y.shape
-    if T == 0 or B == 0:
+    if B == 0:
+        return
+    if T == 0:
+        ew.copy(d_h0, d_hn)
+        ew.copy(d_c0, d_cn)
         return
     training = d_gates is not None
     if not training:
         d_gates = d_xz  # never written; keeps one compiled signature
-        d_cells = cuda.device_array((1, 1, 1), d_y.dtype)
+        d_cells = constants.placeholder(d_y.dtype)
     d_w = d_W_hh.reshape(d_W_hh.size)
-    d_nt = cuda.to_device(step_counts(lengths, T))
+    d_nt = constants.step_counts(lengths, T)
 
     def persistent_args(p):
-        return (d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
+        return (d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
                 p.units, p.lanes, p.w_shared, p.red_offset)
 
     p = plan(H, B, d_y.dtype.itemsize, 4, _forward_persistent_kernel, persistent_args)
@@ -201,5 +228,5 @@ def forward_recurrence(d_xz, d_W_hh, d_h0, lengths, d_y, d_hn, d_cn, d_gates, d_
     n_t = step_counts(lengths, T)
     for t in range(T):
         _forward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
-            d_xz, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+            d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
             t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from . import constants
 from . import elementwise as ew
 from .backward import backward_recurrence
 from .forward import forward_recurrence
 from .matmul import matmul
 
-__all__ = ["empty", "zeros", "asarray", "is_device", "copy_as", "to_user", "expand_dims",
-           "view_internal", "empty_batch_first",
+__all__ = ["empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand", "copy_as",
+           "to_user", "expand_dims", "view_internal", "empty_batch_first",
            "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
            "forward_layer", "backward_layer"]
 
@@ -37,6 +38,11 @@ def zeros(shape, dtype):
     d_out = empty(shape, dtype)
     ew.fill(d_out, 0)
     return d_out
+
+
+def zeros_input(shape, dtype):
+    """Zeros that the kernels only read (a state the user left out), shared between calls."""
+    return constants.zeros(shape, dtype)
 
 
 def is_device(a):
@@ -79,6 +85,14 @@ def _on_device(a, dtype):
     d_out = empty(d_a.shape, dtype)
     ew.copy(d_a, d_out)
     return d_out
+
+
+def as_operand(a, dtype):
+    """``a`` as a C-contiguous device array of ``dtype``; no copy if it already is one.
+
+    For arrays the kernels only read (inference weights).
+    """
+    return _on_device(a, dtype)
 
 
 def copy_as(a, dtype):
@@ -125,8 +139,9 @@ def expand_dims(a, axis):
 
 
 def _order_on_device(order, B):
-    return cuda.to_device(np.arange(B, dtype=np.int64) if order is None
-                          else np.ascontiguousarray(order, dtype=np.int64))
+    if order is None:
+        return constants.identity_order(B)
+    return cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
 
 
 def to_internal(a, order, time_major, dtype):
@@ -208,10 +223,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     if T * B:
         # xz[t, b] = W_ih x[t, b] + b for all steps at once
         matmul(d_x.reshape(T * B, I), d_W_ih, d_xz.reshape(T * B, 4 * H), trans_b=True, d_bias=d_b)
-    d_h0 = _on_device(h0, dtype)
-    ew.copy(d_h0, h_n)  # the state lives in h_n / c_n from here on
-    ew.copy(_on_device(c0, dtype), c_n)
-    forward_recurrence(d_xz, d_W_hh, d_h0, lengths, y, h_n, c_n, gates, cells)
+    forward_recurrence(d_xz, d_W_hh, _on_device(h0, dtype), _on_device(c0, dtype), lengths,
+                       y, h_n, c_n, gates, cells)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -238,17 +251,15 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     d_W_ih, d_W_hh = _on_device(W_ih, dtype), _on_device(W_hh, dtype)
     d_dz = empty((T, B, 4 * H), dtype)
     d_hprev = empty((T, B, H), dtype)
-    ew.copy(_on_device(dc_n, dtype), dc0)  # dc is carried in dc0 from here on
     backward_recurrence(d_W_hh, _on_device(h0, dtype), _on_device(c0, dtype), lengths,
-                        gates, cells, dy, _on_device(dh_n, dtype), dc0, d_dz, d_hprev, dh0)
+                        gates, cells, dy, _on_device(dh_n, dtype), _on_device(dc_n, dtype), dc0,
+                        d_dz, d_hprev, dh0)
     d_dz2 = d_dz.reshape(T * B, 4 * H)
     _matmul_into(d_dz2, d_x.reshape(T * B, I), dW_ih, trans_a=True)       # dW_ih = dZ^T X
     _matmul_into(d_dz2, d_hprev.reshape(T * B, H), dW_hh, trans_a=True)   # dW_hh = dZ^T H_prev
     # db = sum over rows of dZ: the same kernel against a column of ones, so the
     # sum runs over the rows in order like every other reduction here
-    d_ones = empty((T * B, 1), dtype)
-    ew.fill(d_ones, 1)
-    _matmul_into(d_dz2, d_ones, db, trans_a=True)
+    _matmul_into(d_dz2, constants.ones(T * B, dtype), db, trans_a=True)
     _matmul_into(d_dz2, d_W_ih, dx)                                       # dx = dZ W_ih
 
 

@@ -156,3 +156,62 @@ def test_backward_errors_match_cpu(small_config, rng):
     caches = {b: nblstm.lstm_forward(x, params, backend=b)[2] for b in ("cpu", "cuda")}
     errs = {b: _error(lambda: nblstm.lstm_backward(c, np.zeros((3, 4, 2)))) for b, c in caches.items()}
     assert errs["cpu"] is not None and errs["cuda"] == errs["cpu"]
+
+
+def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config, rng,
+                                                                      monkeypatch):
+    """Per-call host work stays small: no host-to-device copies, no fill or copy launches.
+
+    On an H100 a small call spent milliseconds before its first step
+    (bench/RESULTS-gpu-H100.md); launches, allocations and copies are that
+    cost's countable parts, and the same under the simulator as on a GPU.
+    Inference on device arrays launches only the batch permutation, the input
+    projection, the recurrence and the inverse permutation; training adds the
+    backward's, and the weights' copies for the cache.
+    """
+    from numba import cuda
+
+    from nblstm.cuda import _jit
+
+    monkeypatch.setattr(small_config, "units_per_block", 64)   # the persistent path, one launch
+    x, p, *_ = _problem(rng, 3, 4, 5, 6, dtype=np.float32)
+    d_p = LSTMParams(*(cuda.to_device(a) for a in p))
+    d_x = cuda.to_device(x)
+    d_dy = cuda.to_device(np.ones((3, 4, 6), np.float32))
+    launched, copies = [], []
+    for kernel_type in {type(k) for k in _jit.REGISTRY}:
+        getitem = kernel_type.__getitem__
+
+        def counted(self, config, getitem=getitem):
+            launched.append(getattr(self, "py_func", self).__name__)
+            return getitem(self, config)
+        monkeypatch.setattr(kernel_type, "__getitem__", counted)
+    to_device = cuda.to_device
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: copies.append(a) or to_device(*a, **k))
+
+    def inference():
+        nblstm.lstm(d_x, d_p, backend="cuda", check_finite=False)
+
+    def training():
+        y, _, cache = nblstm.lstm_forward(d_x, d_p, backend="cuda", check_finite=False)
+        nblstm.lstm_backward(cache, d_dy)
+
+    def work_of(call):
+        call()                       # the first call makes the shared constants
+        launched.clear()
+        copies.clear()
+        call()
+        return list(launched), list(copies)
+
+    launches, host_copies = work_of(inference)
+    assert host_copies == []
+    assert launches == ["_permute_kernel", "_matmul_kernel", "_forward_persistent_kernel",
+                        "_unpermute_kernel"]
+    launches, host_copies = work_of(training)
+    assert host_copies == []
+    assert launches.count("_forward_persistent_kernel") == 1
+    assert launches.count("_backward_persistent_kernel") == 1
+    assert "_fill_kernel" not in launches                         # no zero states, no ones
+    # the only element copies: the cache's own copies of W_ih, W_hh (2-d) and b (1-d)
+    assert sorted(k for k in launches if k.startswith("_copy")) == [
+        "_copy1_kernel", "_copy2_kernel", "_copy2_kernel"]

@@ -65,7 +65,8 @@ def _args_for(H, B):
 
     def make(p):
         d = lambda *s: cuda.device_array(s, f)  # noqa: E731
-        return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(T, B, H), d(B, H), d(B, H),
+        # d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt, ...
+        return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(B, H), d(T, B, H), d(B, H), d(B, H),
                 d(T, B, 4 * H), d(T, B, H), True, cuda.to_device(np.zeros(T + 1, np.int64)),
                 p.units, p.lanes, p.w_shared, p.red_offset)
     return make
