@@ -132,14 +132,13 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         states.append(s)
     lengths = v.lengths_array(lengths, B, T, unbatched)
     if check_finite:
-        v.finite("x", x, be)
+        named = [("x", x)]
         for l, layer in enumerate(layers):
             for d, p in enumerate(layer):
                 for field, a in zip(LSTMParams._fields, p):
-                    v.finite(f"params.{field}" if single else f"params[{l}][{d}].{field}", a, be)
-        for name, s in zip(("h0", "c0"), states):
-            if s is not None:
-                v.finite(name, s, be)
+                    named.append((f"params.{field}" if single else f"params[{l}][{d}].{field}", a))
+        named += [(name, s) for name, s in zip(("h0", "c0"), states) if s is not None]
+        v.finite(named, be)
 
     order = None
     if lengths is None:

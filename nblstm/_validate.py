@@ -167,10 +167,15 @@ def lengths_array(lengths, B, T, unbatched):
     return arr.astype(np.int64)
 
 
-def finite(name, a, backend):
-    if not backend.all_finite(a):
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf "
-                         "(pass check_finite=False to let them propagate)")
+def finite(named, backend):
+    """Raise for the first of the ``(name, array)`` pairs that holds NaN or Inf.
+
+    One backend call checks them all (on a GPU, one copy back instead of one per array).
+    """
+    for (name, _), ok in zip(named, backend.finite_each([a for _, a in named])):
+        if not ok:
+            raise ValueError(f"{name}: expected finite values, got NaN or Inf "
+                             "(pass check_finite=False to let them propagate)")
 
 
 def gradient(name, g, expected_shape, backend):

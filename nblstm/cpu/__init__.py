@@ -17,7 +17,7 @@ from .layout import reverse_sequences, to_internal
 
 __all__ = ["config", "empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand",
            "copy_as", "to_user", "expand_dims", "to_internal", "from_internal", "view_internal",
-           "empty_batch_first", "reverse_sequences", "add", "all_finite", "choose_path",
+           "empty_batch_first", "reverse_sequences", "add", "finite_each", "choose_path",
            "forward_layer", "backward_layer"]
 
 
@@ -172,8 +172,9 @@ def add(a, b, out):
     np.add(a, b, out=out)
 
 
-def all_finite(a):
-    return bool(np.isfinite(a).all())
+def finite_each(arrays):
+    """One bool per array: True if it holds no NaN or Inf."""
+    return [bool(np.isfinite(a).all()) for a in arrays]
 
 
 #: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)

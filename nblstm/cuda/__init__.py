@@ -15,7 +15,7 @@ from .config import config
 __all__ = ["available", "require", "config"] + [
     "empty", "zeros", "zeros_input", "forward_layer", "backward_layer", "reverse_sequences", "add",
     "asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims", "to_internal",
-    "from_internal", "all_finite", "view_internal", "empty_batch_first",
+    "from_internal", "finite_each", "view_internal", "empty_batch_first",
 ]
 
 _PROTOCOL = frozenset(__all__[3:])

@@ -14,7 +14,7 @@ from ._jit import kernel
 from .config import config
 
 __all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences",
-           "nonfinite", "copy"]
+           "nonfinite_each", "copy"]
 
 _MAX_BLOCKS = 4096  # grid-stride loops cover the rest; more blocks only cost scheduling
 
@@ -208,20 +208,33 @@ def reverse_sequences(d_src, d_lengths, d_out):
         _reverse_kernel[blocks, threads](d_src, d_lengths, d_out)
 
 
-def nonfinite(d_a):
-    """True if the float device array ``d_a`` (1-d to 3-d, any strides) holds NaN or Inf."""
-    if d_a.size == 0 or np.dtype(d_a.dtype).kind != "f":
-        return False
-    d_flag = cuda.to_device(np.zeros(1, np.int32))
-    blocks, threads = launch_shape(d_a.size)
-    if d_a.is_c_contiguous():
-        _nonfinite1_kernel[blocks, threads](_flat(d_a), d_flag)
-    elif d_a.ndim == 1:
-        _nonfinite1_kernel[blocks, threads](d_a, d_flag)
-    elif d_a.ndim == 2:
-        _nonfinite2_kernel[blocks, threads](d_a, d_flag)
-    elif d_a.ndim == 3:
-        _nonfinite3_kernel[blocks, threads](d_a, d_flag)
-    else:
-        return not np.isfinite(d_a.copy_to_host()).all()
-    return bool(d_flag.copy_to_host()[0])
+def nonfinite_each(arrays):
+    """One bool per device array (any dtype, any strides): whether it holds NaN or Inf.
+
+    One flag array, one launch per float array and one copy back for all: every
+    copy back waits for the GPU, and the API checks x and each weight.
+    """
+    bad = [False] * len(arrays)
+    d_flags = cuda.to_device(np.zeros(max(len(arrays), 1), np.int32))
+    launched = False
+    for i, d_a in enumerate(arrays):
+        if d_a.size == 0 or np.dtype(d_a.dtype).kind != "f":
+            continue
+        d_flag = d_flags[i:i + 1]
+        blocks, threads = launch_shape(d_a.size)
+        if d_a.is_c_contiguous():
+            _nonfinite1_kernel[blocks, threads](_flat(d_a), d_flag)
+        elif d_a.ndim == 1:
+            _nonfinite1_kernel[blocks, threads](d_a, d_flag)
+        elif d_a.ndim == 2:
+            _nonfinite2_kernel[blocks, threads](d_a, d_flag)
+        elif d_a.ndim == 3:
+            _nonfinite3_kernel[blocks, threads](d_a, d_flag)
+        else:
+            bad[i] = not np.isfinite(d_a.copy_to_host()).all()
+            continue
+        launched = True
+    if launched:
+        flags = d_flags.copy_to_host()
+        bad = [b or bool(f) for b, f in zip(bad, flags)]
+    return bad

@@ -24,7 +24,7 @@ from .matmul import matmul
 
 __all__ = ["empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand", "copy_as",
            "to_user", "expand_dims", "view_internal", "empty_batch_first",
-           "to_internal", "from_internal", "reverse_sequences", "add", "all_finite",
+           "to_internal", "from_internal", "reverse_sequences", "add", "finite_each",
            "forward_layer", "backward_layer"]
 
 
@@ -188,12 +188,24 @@ def add(a, b, out):
     ew.add(a, b, out)
 
 
-def all_finite(a):
-    """True if ``a`` (host or device) holds no NaN or Inf."""
-    if is_device(a):
-        return not ew.nonfinite(_device_view(a))
-    a = np.asarray(a)
-    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+def finite_each(arrays):
+    """One bool per array (host or device): True if it holds no NaN or Inf.
+
+    Host arrays are checked on the host; the device arrays share one flag
+    array and one copy back (:func:`nblstm.cuda.elementwise.nonfinite_each`).
+    """
+    result = [None] * len(arrays)
+    on_device = []
+    for i, a in enumerate(arrays):
+        if is_device(a):
+            on_device.append(i)
+        else:
+            a = np.asarray(a)
+            result[i] = a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+    bad = ew.nonfinite_each([_device_view(arrays[i]) for i in on_device]) if on_device else []
+    for i, b in zip(on_device, bad):
+        result[i] = not b
+    return result
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):

@@ -215,3 +215,26 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
     # the only element copies: the cache's own copies of W_ih, W_hh (2-d) and b (1-d)
     assert sorted(k for k in launches if k.startswith("_copy")) == [
         "_copy1_kernel", "_copy2_kernel", "_copy2_kernel"]
+
+
+def test_finiteness_of_all_inputs_is_one_copy_back(small_config, rng, monkeypatch):
+    """check_finite on device arrays: one flag per array, copied back once for all of them."""
+    from numba import cuda
+
+    x, p, h0, c0 = _problem(rng, 3, 4, 5, 6, dtype=np.float32)
+    d_args = [cuda.to_device(a) for a in (x, *p, h0, c0)]
+    copied = []
+    array_type = type(d_args[0])
+    copy_to_host = array_type.copy_to_host
+    monkeypatch.setattr(array_type, "copy_to_host",
+                        lambda self, *a, **k: copied.append(self.shape) or copy_to_host(self, *a, **k))
+
+    def call(d_x, W_ih, W_hh, b, d_h0, d_c0):
+        return nblstm.lstm(d_x, LSTMParams(W_ih, W_hh, b), d_h0, d_c0, backend="cuda")
+
+    call(*d_args)
+    assert copied == [(6,)]                   # six flags: x, W_ih, W_hh, b, h0, c0
+    bad = h0.copy()
+    bad[2, 1] = np.inf
+    with pytest.raises(ValueError, match="h0: expected finite values"):
+        call(*d_args[:4], cuda.to_device(bad), d_args[5])

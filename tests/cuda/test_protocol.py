@@ -196,11 +196,12 @@ def test_boundary_helpers(small_config, rng):
     assert not nc.is_device(a) and nc.is_device(_d(a))
     assert isinstance(nc.asarray([1.0, 2.0]), np.ndarray)  # host data stays on the host
     assert nc.asarray(_d(a)).shape == a.shape
-    assert nc.all_finite(a) and nc.all_finite(_d(a))
+    assert nc.finite_each([a, _d(a)]) == [True, True]
     bad = a.copy()
     bad[1, 2, 3] = np.nan
-    assert not nc.all_finite(bad) and not nc.all_finite(_d(bad))
-    assert not nc.all_finite(_d(bad)[:, 1:, :])  # strided device view
+    # host and device arrays mixed, a strided device view: one flag each, in order
+    assert nc.finite_each([bad, _d(a), _d(bad), _d(bad)[:, 1:, :], _d(a)[:, 1:, :]]) == [
+        False, True, False, False, True]
     d_out = nc.empty(a.shape, np.float64)
     nc.add(_d(a), _d(a), d_out)
     np.testing.assert_array_equal(d_out.copy_to_host(), 2 * a)
