@@ -73,19 +73,38 @@ def _pow2_floor(n):
     return 1 << (max(int(n), 1).bit_length() - 1)
 
 
+#: answers of the driver, per device: they do not change, and plan() runs on every call
+_SM_COUNTS = {}
+_COOPERATIVE_LIMITS = {}
+
+
+def _device_id():
+    return getattr(cuda.get_current_device(), "id", 0)
+
+
 def _sm_count():
     device = cuda.get_current_device()
-    return int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
+    key = getattr(device, "id", 0)
+    if key not in _SM_COUNTS:
+        _SM_COUNTS[key] = int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
+    return _SM_COUNTS[key]
 
 
 def max_cooperative_blocks(kern, args, threads, shared_bytes):
-    """``max_cooperative_grid_blocks`` of ``kern`` compiled for ``args``."""
+    """``max_cooperative_grid_blocks`` of ``kern`` compiled for ``args``.
+
+    Asked of the driver once per device, kernel, argument types and launch shape.
+    """
     if _SIMULATOR:
         # the simulator runs a cooperative grid of one block only
         return kern.overloads[None].max_cooperative_grid_blocks(threads)
     try:
         argtypes = tuple(kern.typeof_pyval(a) for a in args)
-        return kern.compile(argtypes).max_cooperative_grid_blocks(threads, shared_bytes)
+        key = (_device_id(), kern, argtypes, threads, shared_bytes)
+        if key not in _COOPERATIVE_LIMITS:
+            _COOPERATIVE_LIMITS[key] = kern.compile(argtypes).max_cooperative_grid_blocks(
+                threads, shared_bytes)
+        return _COOPERATIVE_LIMITS[key]
     except Exception as exc:  # noqa: BLE001 (an older numba-cuda, or no cooperative launch)
         # The per-step path needs no cooperative launch; say why it was taken.
         global LAST_COOPERATIVE_ERROR
