@@ -194,19 +194,21 @@ def from_internal(a, order, time_major, on_device=False):
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     B, H = x.shape[1], W_hh.shape[1]
+    path = choose_path(B, H)
     row_block, unit_block, row_groups = _tiling(B, H)
-    _last_layer.blas = choose_path(B, H) == "blas"
+    _last_layer.blas = path == "blas"
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                           path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
+                           path=path, row_block=row_block, unit_block=unit_block,
                            row_groups=row_groups, chunk_elements=config.chunk_elements)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                    dx, dW_ih, dW_hh, db, dh0, dc0):
     B, H = x.shape[1], W_hh.shape[1]
+    path = choose_path(B, H)
     row_block, unit_block, row_groups = _tiling(B, H)
-    _last_layer.blas = choose_path(B, H) == "blas"
+    _last_layer.blas = path == "blas"
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
-                             path=choose_path(B, H), row_block=row_block, unit_block=unit_block,
+                             path=path, row_block=row_block, unit_block=unit_block,
                              row_groups=row_groups)

@@ -182,8 +182,8 @@ def _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step
 
     The rows of a batch are independent sequences: a tile of whole rows needs
     nothing from other tiles, so each group runs its own time loop and the
-    steps need no barrier (a barrier per step, with a thread descheduled now
-    and then on a shared machine, cost as much as the step's arithmetic).
+    steps need no barrier (with one, a thread descheduled for a moment held
+    up the other at every step; without, only its own rows wait).
     Blocks of ``row_block`` rows are dealt to the groups in turn, so that with
     the batch sorted by length every group gets long and short rows alike.
     Each row's arithmetic is that of ``_recurrence_tiles``, so the results
