@@ -9,7 +9,8 @@ on an H100 a small call spent about 3.5 ms (inference) and 8.5 ms (training)
 before its first time step (bench/RESULTS-gpu-H100.md). The counts are the same
 under the CUDA simulator as on a GPU, so they can be tracked without one; the
 times are only meaningful on a GPU (bench/gpu_overhead.py). Prints the counts
-per call, for device arrays in and out, after a warm-up call.
+per call after a warm-up call: on device arrays (inference, training) and on
+NumPy arrays (whose copies to and from the GPU are the user's data).
 """
 import os
 import sys
@@ -62,7 +63,8 @@ def main():
     rng = np.random.default_rng(0)
     p = nblstm.init_params(H, H, dtype=np.float32, seed=0)
     d_p = nblstm.LSTMParams(*(cuda.to_device(a) for a in p))
-    d_x = cuda.to_device(rng.standard_normal((B, T, H)).astype(np.float32))
+    x = rng.standard_normal((B, T, H)).astype(np.float32)
+    d_x = cuda.to_device(x)
     d_dy = cuda.to_device(np.ones((B, T, H), np.float32))
 
     def inference():
@@ -72,11 +74,15 @@ def main():
         y, _, cache = nblstm.lstm_forward(d_x, d_p, backend="cuda", check_finite=False)
         nblstm.lstm_backward(cache, d_dy)
 
-    print(f"(B, T, I, H) = ({B}, {T}, {H}, {H}) float32, device arrays in and out,"
-          " check_finite=False" + (" (CUDA simulator)" if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-                                   else ""))
-    per_call(inference, "lstm")
-    per_call(training, "lstm_forward + lstm_backward")
+    def host_inference():
+        nblstm.lstm(x, p, backend="cuda")
+
+    print(f"(B, T, I, H) = ({B}, {T}, {H}, {H}) float32"
+          + (" (CUDA simulator: the per-step path, one launch per step)"
+             if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else ""))
+    per_call(inference, "lstm, device arrays in and out, check_finite=False")
+    per_call(training, "lstm_forward + lstm_backward, device arrays, check_finite=False")
+    per_call(host_inference, "lstm, NumPy arrays in and out, check_finite=True")
 
 
 if __name__ == "__main__":
