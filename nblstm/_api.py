@@ -190,7 +190,10 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         cache_layers.append(directions)
         inp = y
 
-    y = y_user if y_user is not None else _seq_out(be, inp, order, time_major, unbatched, on_device)
+    if y_user is not None:
+        y = be.to_user(y_user, on_device)
+    else:
+        y = _seq_out(be, inp, order, time_major, unbatched, on_device)
     h_n, c_n = (_state_out(be, s, order, unbatched, single, on_device) for s in (h_n, c_n))
     cache = None
     if keep_cache:

@@ -13,6 +13,7 @@ wrapped without a copy and results then stay on the device.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -21,6 +22,8 @@ from . import elementwise as ew
 from .backward import backward_recurrence
 from .forward import forward_recurrence
 from .matmul import matmul
+
+_SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
 __all__ = ["empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand", "copy_as",
            "to_user", "expand_dims", "view_internal", "empty_batch_first",
@@ -111,14 +114,36 @@ def to_user(a, on_device=False):
     return a if on_device else a.copy_to_host()
 
 
+def _swap_first_axes(d_a):
+    """The (n1, n0, n2) view of an (n0, n1, n2) device array, without a copy."""
+    if _SIMULATOR:
+        return d_a.transpose((1, 0, 2))
+    s0, s1, s2 = d_a.strides
+    n0, n1, n2 = d_a.shape
+    # the way numba-cuda's own reshape makes a view: the same memory, other strides
+    return type(d_a)(shape=(n1, n0, n2), strides=(s1, s0, s2), dtype=d_a.dtype,
+                     gpu_data=d_a.gpu_data)
+
+
 def view_internal(a, order, time_major, dtype):
-    """Always None: the kernels take C-contiguous device arrays, so x is always copied."""
-    return None
+    """(T, B, F) view of a C-contiguous device array in the compute dtype, else None.
+
+    Inference reads x in place: the kernels take the strided (T, B, F) view of
+    a batch-first array (``forward_layer`` projects it in (b, t) row order), so
+    no permutation launch and no copy. Host arrays are copied by ``to_internal``.
+    """
+    if order is not None or not is_device(a):
+        return None
+    d_a = _device_view(a)
+    if d_a.dtype != np.dtype(dtype) or not d_a.is_c_contiguous():
+        return None
+    return d_a if time_major else _swap_first_axes(d_a)
 
 
 def empty_batch_first(shape, dtype):
-    """Always None: results are produced in (T, B, F) and transposed by ``from_internal``."""
-    return None
+    """A new (B, T, F) device array and its (T, B, F) view, for the kernels to write y into."""
+    d_out = empty(shape, dtype)
+    return d_out, _swap_first_axes(d_out)
 
 
 def expand_dims(a, axis):
@@ -229,14 +254,34 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     T, B, I = x.shape
     H = W_hh.shape[1]
     dtype = y.dtype
-    d_x = _on_device(x, dtype)
     d_W_ih, d_W_hh, d_b = (_on_device(a, dtype) for a in (W_ih, W_hh, b))
-    d_xz = gates if gates is not None else empty((T, B, 4 * H), dtype)
+    x_batch_first = _batch_first_source(x, dtype) if gates is None else None
+    if x_batch_first is not None:
+        # x is the (T, B, I) view of the caller's (B, T, I) array (view_internal):
+        # project its rows in (b, t) order, and let the recurrence read xz through
+        # the same kind of view
+        d_xz_bf = empty((B, T, 4 * H), dtype)
+        d_in, d_xz_rows = x_batch_first.reshape(B * T, I), d_xz_bf.reshape(B * T, 4 * H)
+        d_xz = _swap_first_axes(d_xz_bf)
+    else:
+        d_xz = gates if gates is not None else empty((T, B, 4 * H), dtype)
+        d_in, d_xz_rows = _on_device(x, dtype).reshape(T * B, I), d_xz.reshape(T * B, 4 * H)
     if T * B:
         # xz[t, b] = W_ih x[t, b] + b for all steps at once
-        matmul(d_x.reshape(T * B, I), d_W_ih, d_xz.reshape(T * B, 4 * H), trans_b=True, d_bias=d_b)
+        matmul(d_in, d_W_ih, d_xz_rows, trans_b=True, d_bias=d_b)
     forward_recurrence(d_xz, d_W_hh, _on_device(h0, dtype), _on_device(c0, dtype), lengths,
                        y, h_n, c_n, gates, cells)
+
+
+def _batch_first_source(x, dtype):
+    """The C-contiguous (B, T, I) array that ``x`` is the swapped view of, or None."""
+    if not is_device(x) or x.dtype != np.dtype(dtype) or x.ndim != 3:
+        return None
+    d_x = _device_view(x)
+    if d_x.is_c_contiguous() or d_x.size == 0:
+        return None
+    d_bf = _swap_first_axes(d_x)
+    return d_bf if d_bf.is_c_contiguous() else None
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,

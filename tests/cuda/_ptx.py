@@ -51,8 +51,13 @@ def kernel_signatures(dtype_name):
         ("matmul_strided", matmul._matmul_kernel, (A2, b1, A2, b1, A1, b1, A2, i64, i64, i64)),
         ("forward_persistent", forward._forward_persistent_kernel,
          (C3, C1, C2, C2, A3, A2, A2, C3, C3, b1, L1, i64, i64, b1, i64)),
+        # inference on a batch-first device x: xz (and the unused gates) through a (T, B, 4H) view
+        ("forward_persistent_strided", forward._forward_persistent_kernel,
+         (A3, C1, C2, C2, A3, A2, A2, A3, C3, b1, L1, i64, i64, b1, i64)),
         ("forward_step", forward._forward_step_kernel,
          (C3, C1, C2, C2, A3, A2, A2, C3, C3, b1, i64, i64, i64, i64, b1, i64)),
+        ("forward_step_strided", forward._forward_step_kernel,
+         (A3, C1, C2, C2, A3, A2, A2, A3, C3, b1, i64, i64, i64, i64, b1, i64)),
         ("backward_persistent", backward._backward_persistent_kernel,
          (C3, C1, C3, C3, C2, C2, A3, C2, C2, A2, C3, A2, L1, i64, i64, b1, i64)),
         ("backward_step", backward._backward_step_kernel,

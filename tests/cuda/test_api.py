@@ -121,6 +121,50 @@ def test_device_inputs_give_device_outputs(small_config, rng):
         _close(got, want)
 
 
+DEVICE_IN_PLACE = {
+    "plain": dict(),
+    "sorted-lengths": dict(lengths=[3, 2, 0]),
+    "reverse": dict(reverse=True),
+    "bidirectional": dict(layers=1, bidirectional=True),
+    "2-layer": dict(layers=2),
+    "time_major": dict(time_major=True),
+    "x-float64": dict(x_dtype=np.float64),     # the compute dtype differs: x is copied
+}
+
+
+@pytest.mark.parametrize("case", list(DEVICE_IN_PLACE))
+def test_device_input_read_and_written_in_place(small_config, rng, case):
+    """Device x in the batch order it is used in: read through a (T, B, I) view, y written
+    through a (T, B, H) view of the (B, T, H) result; the same numbers as the CPU backend."""
+    from numba import cuda
+
+    kw = dict(DEVICE_IN_PLACE[case])
+    layers, bidirectional = kw.pop("layers", None), kw.pop("bidirectional", False)
+    x_dtype = kw.pop("x_dtype", np.float32)
+    x, params, h0, c0 = _problem(rng, 3, 4, 2, 3, dtype=np.float32, layers=layers,
+                                 bidirectional=bidirectional, time_major=kw.get("time_major", False))
+    x = x.astype(x_dtype)
+    d = cuda.to_device
+    if layers is None:
+        d_params = LSTMParams(*(d(p) for p in params))
+    else:
+        d_params = [tuple(LSTMParams(*(d(a) for a in p)) for p in layer) for layer in params]
+    y, (h_n, c_n) = nblstm.lstm(d(x), d_params, backend="cuda", **kw)
+    y_ref, (h_ref, c_ref) = nblstm.lstm(x, params, **kw)
+    for got, want in zip((y, h_n, c_n), (y_ref, h_ref, c_ref)):
+        assert hasattr(got, "copy_to_host")
+        got = _host(got)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    y, _, cache = nblstm.lstm_forward(d(x), d_params, backend="cuda", **kw)
+    y_ref, _, cache_ref = nblstm.lstm_forward(x, params, **kw)
+    np.testing.assert_allclose(_host(y), y_ref, rtol=2e-5, atol=2e-5)
+    dy = rng.standard_normal(y_ref.shape).astype(y_ref.dtype)
+    for got, want in zip(_flat(nblstm.lstm_backward(cache, d(dy))),
+                         _flat(nblstm.lstm_backward(cache_ref, dy))):
+        np.testing.assert_allclose(_host(got), want, rtol=2e-5, atol=2e-5)
+
+
 def _error(fn):
     try:
         fn()
@@ -165,9 +209,9 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
     On an H100 a small call spent milliseconds before its first step
     (bench/RESULTS-gpu-H100.md); launches, allocations and copies are that
     cost's countable parts, and the same under the simulator as on a GPU.
-    Inference on device arrays launches only the batch permutation, the input
-    projection, the recurrence and the inverse permutation; training adds the
-    backward's, and the weights' copies for the cache.
+    Inference on device arrays launches only the input projection and the
+    recurrence; training adds the backward's, and the weights' copies for the
+    cache.
     """
     from numba import cuda
 
@@ -205,8 +249,8 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
 
     launches, host_copies = work_of(inference)
     assert host_copies == []
-    assert launches == ["_permute_kernel", "_matmul_kernel", "_forward_persistent_kernel",
-                        "_unpermute_kernel"]
+    # x read and y written in the caller's (B, T, F) arrays: no permutation either way
+    assert launches == ["_matmul_kernel", "_forward_persistent_kernel"]
     launches, host_copies = work_of(training)
     assert host_copies == []
     assert launches.count("_forward_persistent_kernel") == 1
