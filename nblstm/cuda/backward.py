@@ -24,6 +24,7 @@ from numba import cuda
 from .. import _math
 from ._jit import device, dsigmoid_from_output, dtanh_from_output, kernel, tanh
 from . import constants
+from . import elementwise as ew
 from .recurrence import plan, step_counts
 
 __all__ = ["backward_recurrence"]
@@ -37,18 +38,6 @@ def _load_backward_slice(d_w, smem, j0, U, H):
         j = j0 + e // G
         if j < H:  # columns past H (last slice) are never read
             smem[e] = d_w[n * H + j]
-
-
-@device
-def _init_dc(d_dcn, d_dc, j0, U):
-    # dL/dc of the block's units starts as dc_n; the caller syncs the block
-    B = d_dc.shape[0]
-    H = d_dc.shape[1]
-    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
-        b = e // U
-        j = j0 + e % U
-        if j < H:
-            d_dc[b, j] = d_dcn[b, j]
 
 
 @device
@@ -136,7 +125,7 @@ def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d
     H = d_dhn.shape[1]
     T = d_dz.shape[0]
     j0 = cuda.blockIdx.x * U
-    _init_dc(d_dcn, d_dc, j0, U)
+    ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
     if use_shared:
         _load_backward_slice(d_w, smem, j0, U, H)
         w = smem
@@ -167,7 +156,7 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
     for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
         j0 = s * U
         if t == d_dz.shape[0] - 1:  # the first launch (t = -1 when T = 0)
-            _init_dc(d_dcn, d_dc, j0, U)
+            ew.copy_block_units(d_dcn, d_dc, j0, U)
             cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
@@ -211,7 +200,6 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
     if B == 0:
         return
     d_w = d_W_hh.reshape(d_W_hh.size)
-    n = step_counts(lengths, T)
     d_nt = constants.step_counts(lengths, T)
 
     def persistent_args(p):
@@ -222,6 +210,7 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
     if p.persistent:
         _backward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
         return
+    n = step_counts(lengths, T)
     for t in range(T - 1, -2, -1):
         _backward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
             d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev, d_dh0,

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._jit import kernel
+from ._jit import device, kernel
 from .config import config
 
 __all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences",
@@ -23,6 +23,22 @@ def launch_shape(n):
     """(blocks, threads) for a grid-stride loop over ``n`` elements."""
     threads = config.elementwise_threads
     return max(1, min(_MAX_BLOCKS, -(-n // threads))), threads
+
+
+@device
+def copy_block_units(d_src, d_dst, j0, U):
+    """``dst[b, j] = src[b, j]`` for every row b and the block's units ``j0 <= j < j0 + U``.
+
+    A recurrence block's own part of a (B, H) state, copied by the block's
+    threads; the caller syncs the block before other threads read it.
+    """
+    B = d_dst.shape[0]
+    H = d_dst.shape[1]
+    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
+        b = e // U
+        j = j0 + e % U
+        if j < H:
+            d_dst[b, j] = d_src[b, j]
 
 
 @kernel

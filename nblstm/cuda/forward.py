@@ -43,20 +43,6 @@ def _load_forward_slice(d_w, smem, j0, U, H):
 
 
 @device
-def _init_state(d_h0, d_c0, d_hn, d_cn, j0, U):
-    # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them);
-    # the caller syncs the block before the step threads read c_{t-1} from c_n
-    B = d_hn.shape[0]
-    H = d_hn.shape[1]
-    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
-        b = e // U
-        j = j0 + e % U
-        if j < H:
-            d_hn[b, j] = d_h0[b, j]
-            d_cn[b, j] = d_c0[b, j]
-
-
-@device
 def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
                   d_gates, d_cells, training, j0, U, S, smem, red):
     B = d_hn.shape[0]
@@ -142,7 +128,9 @@ def _forward_persistent_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, 
     H = d_hn.shape[1]
     T = d_y.shape[0]
     j0 = cuda.blockIdx.x * U
-    _init_state(d_h0, d_c0, d_hn, d_cn, j0, U)
+    # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them)
+    ew.copy_block_units(d_h0, d_hn, j0, U)
+    ew.copy_block_units(d_c0, d_cn, j0, U)
     if use_shared:
         _load_forward_slice(d_w, smem, j0, U, H)
         w = smem
@@ -169,7 +157,8 @@ def _forward_step_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
     for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
         j0 = s * U
         if t == 0:
-            _init_state(d_h0, d_c0, d_hn, d_cn, j0, U)
+            ew.copy_block_units(d_h0, d_hn, j0, U)   # the state starts as h0, c0
+            ew.copy_block_units(d_c0, d_cn, j0, U)
             cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
