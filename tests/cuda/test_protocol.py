@@ -228,3 +228,23 @@ def test_import_is_lazy_and_available_reports():
     assert out.returncode == 0, out.stderr
     ok = out.stdout.startswith("True")
     assert ok or "GPU" in out.stdout or "numba-cuda" in out.stdout
+
+
+def test_shared_constants_are_reused_bounded_and_cleared(small_config):
+    """The read-only per-size arrays: one per content, at most MAX_ENTRIES, dropped by clear()."""
+    from nblstm.cuda import constants
+
+    constants.clear()
+    lengths = np.array([3, 2, 0], np.int64)
+    d_n = constants.step_counts(lengths, 4)
+    assert constants.step_counts(lengths.copy(), 4) is d_n
+    np.testing.assert_array_equal(d_n.copy_to_host(), [2, 2, 1, 0, 0])
+    np.testing.assert_array_equal(constants.identity_order(3).copy_to_host(), [0, 1, 2])
+    np.testing.assert_array_equal(constants.ones(4, np.float32).copy_to_host(), np.ones((4, 1)))
+    assert not constants.zeros((2, 3), np.float64).copy_to_host().any()
+    for B in range(constants.MAX_ENTRIES + 5):
+        constants.identity_order(B + 10)
+    assert len(constants._table) == constants.MAX_ENTRIES
+    assert constants.step_counts(lengths, 4) is not d_n          # dropped, made again
+    constants.clear()
+    assert len(constants._table) == 0
