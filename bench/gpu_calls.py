@@ -78,7 +78,7 @@ def main():
         nblstm.lstm(x, p, backend="cuda")
 
     print(f"(B, T, I, H) = ({B}, {T}, {H}, {H}) float32"
-          + (" (CUDA simulator: the per-step path, one launch per step)"
+          + (" (CUDA simulator: a cooperative grid of one block, so one block owns all units)"
              if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else ""))
     per_call(inference, "lstm, device arrays in and out, check_finite=False")
     per_call(training, "lstm_forward + lstm_backward, device arrays, check_finite=False")

@@ -27,7 +27,9 @@ class Config:
         Hidden units owned by one block of the recurrence kernels (all four
         gates of each, so the cell update is fused). None picks it from the
         device: about ``rnn_blocks_per_sm`` blocks per multiprocessor, or
-        fewer units where that lets the W_hh slice live in shared memory.
+        fewer units where that lets the W_hh slice live in shared memory, and
+        more units (W_hh from global memory) where the grid would otherwise be
+        too large for one cooperative launch.
     rnn_blocks_per_sm : int
         Target blocks per multiprocessor when ``units_per_block`` is None.
     shared_bytes : int

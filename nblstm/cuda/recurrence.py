@@ -15,8 +15,12 @@ slice is left out, and W_hh read from global memory, when it does not fit
 
 The persistent path launches one cooperative kernel for all time steps, with a
 grid-wide barrier between steps; it needs the whole grid resident at once, so
-it is taken only if ``ceil(H / U) <= max_cooperative_grid_blocks``. Otherwise
-the same step function runs as one launch per step.
+it is taken only if ``ceil(H / U) <= max_cooperative_grid_blocks``. When U is
+chosen automatically and that grid is too large, the plan first reads W_hh from
+global memory (less shared memory per block, so more blocks resident) and then
+doubles U until the grid fits: a persistent launch reading W_hh from L2 costs
+less than a launch per step. Only a grid that never fits, or a fixed
+``config.units_per_block``, runs the same step function as one launch per step.
 """
 from __future__ import annotations
 
@@ -145,7 +149,34 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
         units = -(-H // (sms * config.rnn_blocks_per_sm))
         if 1 <= u_shared < units and -(-H // u_shared) <= 8 * sms:
             units = u_shared  # more, smaller blocks whose W_hh slice stays in shared memory
-    units = max(1, min(units, H))
+    p = _layout(max(1, min(units, H)), H, B, itemsize, accumulators, threads_max, u_shared)
+    if not config.persistent:
+        return p
+
+    def fits(q):
+        return q.blocks <= max_cooperative_blocks(persistent_kernel, make_args(q), q.threads,
+                                                  q.shared_bytes)
+
+    if fits(p):
+        return p._replace(persistent=True)
+    if not config.units_per_block:
+        # One launch per step costs about 0.1 ms of host time in numba-cuda (H100: 0.14 ms a
+        # step at H = 1024), far more than reading W_hh from L2 in one persistent launch. So
+        # before giving up the persistent path, try W_hh in global memory (less shared memory
+        # per block, so more resident blocks) and then fewer, larger blocks.
+        units = p.units
+        while True:
+            q = _layout(units, H, B, itemsize, accumulators, threads_max, 0)
+            if fits(q):
+                return q._replace(persistent=True)
+            if units >= H:
+                break
+            units = min(H, 2 * units)
+    return p
+
+
+def _layout(units, H, B, itemsize, accumulators, threads_max, u_shared):
+    """The Plan (persistent=False) of ``units`` per block; W_hh in shared memory if units <= u_shared."""
     w_shared = units <= u_shared
     blocks = -(-H // units)
     pairs = B * units
@@ -154,11 +185,7 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
     red_offset = 4 * units * H if w_shared else 0
     scratch = accumulators * threads if lanes > 1 else 0
     shared_bytes = (red_offset + scratch) * itemsize
-    p = Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False)
-    if config.persistent:
-        limit = max_cooperative_blocks(persistent_kernel, make_args(p), threads, shared_bytes)
-        p = p._replace(persistent=blocks <= limit)
-    return p
+    return Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False)
 
 
 def step_counts(lengths, T):

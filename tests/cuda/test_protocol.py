@@ -134,7 +134,12 @@ def test_empty_time_and_zero_lengths(small_config, rng):
 
 
 def test_bitwise_reproducible(small_config, rng, monkeypatch):
-    """Same inputs twice, and with another block layout: identical bits (no atomics)."""
+    """Same inputs twice, and with another number of blocks: identical bits (no atomics).
+
+    Both layouts split a dot product over the same number of lanes (4: H caps it);
+    the lanes, not the blocks, set the order of the sums.
+    """
+    monkeypatch.setattr(nc.config, "units_per_block", 2)  # 2 blocks
     p, x, h0, c0, lens = _problem(rng, 3, 3, 3, 4, np.float32, [3, 3, 1])
     dy = rng.standard_normal((3, 3, 4)).astype(np.float32)
     dh_n = dc_n = np.zeros((3, 4), np.float32)
@@ -172,6 +177,43 @@ def test_plan_paths(small_config, monkeypatch):
     monkeypatch.setattr(small_config, "shared_bytes", 0)
     assert not recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args).w_shared
     del d_dummy
+
+
+def test_plan_keeps_the_persistent_path_when_the_shared_grid_is_too_large(small_config,
+                                                                          monkeypatch):
+    """An automatic plan reads W_hh from global memory, then takes larger blocks, before
+    it falls back to one launch per step; a fixed units_per_block is kept as it is."""
+    from nblstm.cuda import forward, recurrence
+
+    monkeypatch.setattr(recurrence, "_sm_count", lambda: 16)
+    monkeypatch.setattr(small_config, "units_per_block", None)
+    monkeypatch.setattr(small_config, "rnn_blocks_per_sm", 2)
+    monkeypatch.setattr(small_config, "shared_bytes", 48 * 1024)
+    monkeypatch.setattr(small_config, "persistent", True)
+    H, B = 64, 2
+    limit = {}
+
+    def fake_limit(kern, args, threads, shared_bytes):
+        return limit["shared"] if shared_bytes > 4 * threads * 4 else limit["global"]
+
+    monkeypatch.setattr(recurrence, "max_cooperative_blocks", fake_limit)
+
+    def plan_with(shared, global_):
+        limit.update({"shared": shared, "global": global_})
+        return recurrence.plan(H, B, 4, 4, forward._forward_persistent_kernel, lambda p: ())
+
+    p = plan_with(32, 32)  # the shared-memory grid (2 units, 32 blocks) fits
+    assert (p.units, p.blocks, p.w_shared, p.persistent) == (2, 32, True, True)
+    p = plan_with(16, 32)  # less shared memory per block lets all 32 blocks reside
+    assert (p.units, p.blocks, p.w_shared, p.persistent) == (2, 32, False, True)
+    assert p.red_offset == 0
+    p = plan_with(4, 8)    # then larger blocks: 8 units, 8 blocks
+    assert (p.units, p.blocks, p.w_shared, p.persistent) == (8, 8, False, True)
+    p = plan_with(0, 0)    # nothing fits: one launch per step, with the shared-memory layout
+    assert (p.units, p.blocks, p.w_shared, p.persistent) == (2, 32, True, False)
+    monkeypatch.setattr(small_config, "units_per_block", 2)
+    p = plan_with(4, 8)    # a fixed layout is not changed
+    assert (p.units, p.w_shared, p.persistent) == (2, True, False)
 
 
 @pytest.mark.parametrize("time_major", [False, True])
