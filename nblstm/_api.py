@@ -315,7 +315,11 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     elif cache.unbatched:
         dy_t = be.to_internal(be.expand_dims(dy, 1), None, True, dtype)
     else:
-        dy_t = be.to_internal(dy, order, cache.time_major, dtype)
+        # A device dy is read in place where only its axes differ (the kernels take any
+        # strides): no permutation launch. On the host the backward copies dy anyway.
+        dy_t = be.view_internal(dy, order, cache.time_major, dtype) if be.is_device(dy) else None
+        if dy_t is None:
+            dy_t = be.to_internal(dy, order, cache.time_major, dtype)
     dh_t, dc_t = (_state_in(be, g, order, cache.unbatched, cache.single, L * D, B, H, dtype)
                   for g in (dh_n, dc_n))
     dh0 = be.empty((L * D, B, H), dtype)

@@ -255,6 +255,8 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
     assert host_copies == []
     assert launches.count("_forward_persistent_kernel") == 1
     assert launches.count("_backward_persistent_kernel") == 1
+    # x is permuted into the cache's own copy; dy is read in place
+    assert launches.count("_permute_kernel") == 1
     assert "_fill_kernel" not in launches                         # no zero states, no ones
     # the only element copies: the cache's own copies of W_ih, W_hh (2-d) and b (1-d)
     assert sorted(k for k in launches if k.startswith("_copy")) == [
