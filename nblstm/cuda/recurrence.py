@@ -102,18 +102,19 @@ def max_cooperative_blocks(kern, args, threads, shared_bytes):
     if _SIMULATOR:
         # the simulator runs a cooperative grid of one block only
         return kern.overloads[None].max_cooperative_grid_blocks(threads)
-    try:
-        argtypes = tuple(kern.typeof_pyval(a) for a in args)
-        key = (_device_id(), kern, argtypes, threads, shared_bytes)
-        if key not in _COOPERATIVE_LIMITS:
+    argtypes = tuple(kern.typeof_pyval(a) for a in args)
+    key = (_device_id(), kern, argtypes, threads, shared_bytes)
+    if key not in _COOPERATIVE_LIMITS:
+        try:
             _COOPERATIVE_LIMITS[key] = kern.compile(argtypes).max_cooperative_grid_blocks(
                 threads, shared_bytes)
-        return _COOPERATIVE_LIMITS[key]
-    except Exception as exc:  # noqa: BLE001 (an older numba-cuda, or no cooperative launch)
-        # The per-step path needs no cooperative launch; say why it was taken.
-        global LAST_COOPERATIVE_ERROR
-        LAST_COOPERATIVE_ERROR = exc
-        return 0
+        except Exception as exc:  # noqa: BLE001 (an older numba-cuda, or no cooperative launch)
+            # The per-step path needs no cooperative launch; say why it was taken, and
+            # do not ask again for this key (plan() may try several layouts per call).
+            global LAST_COOPERATIVE_ERROR
+            LAST_COOPERATIVE_ERROR = exc
+            _COOPERATIVE_LIMITS[key] = 0
+    return _COOPERATIVE_LIMITS[key]
 
 
 def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
