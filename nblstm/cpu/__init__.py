@@ -25,8 +25,8 @@ __all__ = ["config", "empty", "zeros", "zeros_input", "asarray", "is_device", "a
 class CPUConfig:
     """Tuning of the CPU kernels.
 
-    The defaults come from ``python bench/cpu_paths.py`` on the 2-core
-    reference machine (bench/RESULTS.md, "Analysis").
+    The defaults were chosen with ``python bench/cpu_paths.py`` (the three
+    paths timed on one shape) on the 2-core machine the benchmarks run on.
 
     Attributes
     ----------

@@ -34,13 +34,16 @@ class Config:
         Target blocks per multiprocessor when ``units_per_block`` is None.
     shared_bytes : int
         Shared memory a block may use for its W_hh slice (4 * units * H
-        elements); above it the kernels read W_hh from global memory (L2).
+        elements) and its reduction scratch; where the slice does not fit
+        beside the scratch, the kernels read W_hh from global memory (L2).
         48 KiB is the most a kernel gets without an opt-in attribute, which
         numba-cuda does not expose.
     persistent : bool
         Allow the persistent cooperative kernel (one launch for all time steps,
-        a grid-wide barrier between steps). False, or a grid larger than the
-        device's ``max_cooperative_grid_blocks``, uses one launch per step.
+        a grid-wide barrier between steps). False uses one launch per step, as
+        does a grid larger than the device's ``max_cooperative_grid_blocks``
+        when ``units_per_block`` is fixed; with it None, ``recurrence.plan``
+        first tries W_hh in global memory and larger blocks.
     elementwise_threads : int
         Threads per block of the elementwise kernels (copy, add, fill).
     """

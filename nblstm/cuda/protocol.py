@@ -238,7 +238,9 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
 
     Parameters
     ----------
-    x : device array, shape (T, B, I), C-contiguous
+    x : device array, shape (T, B, I)
+        C-contiguous, or the (T, B, I) view of a C-contiguous (B, T, I) array
+        (``view_internal``).
     W_ih : (4H, I), W_hh : (4H, H), b : (4H,)
         Device arrays (host arrays are copied).
     h0, c0 : device arrays, shape (B, H)
