@@ -34,8 +34,10 @@ def test_demo_small_run():
 
 
 def test_demo_same_seed_same_result():
-    outs = [_run("--steps", "5", "--seq-len", "6", "--hidden", "3", "--seed", "1").stdout for _ in range(2)]
-    mses = [re.search(r"test MSE (\S+)", out).group(1) for out in outs]
+    procs = [_run("--steps", "5", "--seq-len", "6", "--hidden", "3", "--seed", "1") for _ in range(2)]
+    for proc in procs:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    mses = [re.search(r"test MSE (\S+)", proc.stdout).group(1) for proc in procs]
     assert mses[0] == mses[1]
 
 

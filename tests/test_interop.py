@@ -212,6 +212,7 @@ def test_onnx_round_trips():
     np.testing.assert_array_equal(W_, W)
     np.testing.assert_array_equal(R_, R)
     np.testing.assert_allclose(B_[:, :16], B[:, :16] + B[:, 16:], rtol=0, atol=0)
+    np.testing.assert_array_equal(B_[:, 16:], 0)
 
 
 def test_onnx_zero_peepholes_accepted():
@@ -438,6 +439,8 @@ def test_to_torch_state_dict_loads_into_torch():
     z = np.zeros((4, 2, 4))
     y, h, c = _reference_stack(x, stack, z, z)
     np.testing.assert_allclose(y, y_t.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h, h_t.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c, c_t.numpy(), rtol=1e-12, atol=1e-14)
     _assert_stack_equal(from_torch(module), stack)
 
 
@@ -446,10 +449,12 @@ def test_from_torch_module_float32_and_tensors_copied():
     module = torch.nn.LSTM(2, 3)
     p = from_torch(module)
     assert p.W_ih.dtype == np.float32
+    _assert_params_equal(from_torch(module.state_dict()), p)   # a tensor state_dict works too
     with torch.no_grad():
         module.weight_ih_l0.zero_()
     assert np.any(p.W_ih != 0)                            # a copy, not a view of the tensor
-    from_torch(module.state_dict())                        # a tensor state_dict works too
+    _assert_params_equal(from_torch(module.state_dict()),
+                         LSTMParams(np.zeros_like(p.W_ih), p.W_hh, p.b))
 
 
 def test_from_torch_rejects_proj_size():

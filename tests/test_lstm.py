@@ -200,8 +200,9 @@ def test_lists_are_accepted(dtype):
     y, (h, c) = nblstm.lstm(p.x.tolist(), p.params, p.h0.tolist(), p.c0.tolist())
     y2, (h2, c2) = nblstm.lstm(p.x, p.params, p.h0, p.c0)
     # a list of Python floats is float64: the result type follows
-    assert y.dtype == np.result_type(np.float64, dtype)
-    assert_close(y, y2, RTOL[np.dtype(dtype)])
+    assert y.dtype == h.dtype == c.dtype == np.result_type(np.float64, dtype)
+    for name, a, b in [("y", y, y2), ("h_n", h, h2), ("c_n", c, c2)]:
+        assert_close(a, b, RTOL[np.dtype(dtype)], name)
 
 
 @pytest.mark.parametrize("lengths", [[3, 0], (3, 0), np.array([3, 0], np.int32),
@@ -213,6 +214,7 @@ def test_lengths_integer_types(lengths):
     ry, (rh, rc), _ = reference_run(p.x, p.params, p.h0, p.c0, lengths=np.array([3, 0]))
     assert_close(y, ry, 1e-12)
     assert_close(h, rh, 1e-12)
+    assert_close(c, rc, 1e-12)
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -290,11 +292,27 @@ def test_outputs_do_not_alias_inputs():
     h0, c0 = p.h0.copy(), p.c0.copy()
     g = nblstm.lstm_backward(cache, dh_n=p.loss.w_h, dc_n=p.loss.w_c)
     w_h, w_c = p.loss.w_h.copy(), p.loss.w_c.copy()
-    for arr in (h, c, g.dh0, g.dc0):
-        if arr.flags.writeable:
-            arr += 1.0
+    outputs = all_arrays(y, (h, c), g)
+    held = [p.x, *p.params, p.h0, p.c0, p.loss.w_h, p.loss.w_c, *_arrays_in(cache)]
+    for name, arr in outputs.items():
+        assert not any(np.shares_memory(arr, a) for a in held), name
+    before = {name: arr.copy() for name, arr in outputs.items()}
+    for arr in outputs.values():
+        arr += 1.0
     assert np.array_equal(p.h0, h0) and np.array_equal(p.c0, c0)
     assert np.array_equal(p.loss.w_h, w_h) and np.array_equal(p.loss.w_c, w_c)
+    later = all_arrays(y, (h, c), nblstm.lstm_backward(cache, dh_n=w_h, dc_n=w_c))
+    for name in ("dx", "dW_ih", "dW_hh", "db", "dh0", "dc0"):
+        assert np.array_equal(later[name], before[name]), name
+
+
+def _arrays_in(tree):
+    """Every ndarray in nested tuples / lists / named tuples."""
+    if isinstance(tree, np.ndarray):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [a for t in tree for a in _arrays_in(t)]
+    return []
 
 
 # ----------------------------------------------------------------------------- padding
@@ -378,7 +396,7 @@ def test_large_values_finite_without_warnings(reverse, dtype):
     assert np.all(np.abs(y) <= 1)
     ref = reference_run(p.x, params, p.h0 * dtype(1e4), p.c0 * dtype(1e4), lengths=p.lengths,
                         reverse=reverse, **p.loss.cotangents())
-    assert_close(y, ref[0], RTOL[np.dtype(dtype)], "y")
+    assert_results_close((y, (h, c), g), ref, RTOL[np.dtype(dtype)], np.dtype(dtype))
 
 
 # ----------------------------------------------------------------------------- more contract

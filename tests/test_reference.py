@@ -10,13 +10,13 @@ from nblstm.testing import LinearLoss, assert_grad_close, check_grad
 
 from _helpers import assert_close, make_problem
 
-torch = pytest.importorskip("torch")
-
 TORCH_RTOL = 1e-10   # two float64 implementations with different summation orders
 
 
 def _torch_lstm(params, *, bidirectional=False, other=None):
     """A float64 torch.nn.LSTM holding ``params`` (the reverse half when bidirectional)."""
+    import torch
+
     H, I = params.W_hh.shape[1], params.W_ih.shape[1]
     module = torch.nn.LSTM(I, H, batch_first=True, bidirectional=bidirectional, dtype=torch.float64)
     rng = np.random.default_rng(0)
@@ -36,6 +36,8 @@ def _torch_lstm(params, *, bidirectional=False, other=None):
 
 def _torch_run(p, lengths=None, reverse=False):
     """torch forward and autograd gradients of the problem's LinearLoss, as NumPy arrays."""
+    import torch
+
     B, T, _ = p.x.shape
     H = p.params.W_hh.shape[1]
     other = make_problem(B, T, p.x.shape[2], H, seed=99).params if reverse else None
@@ -81,6 +83,7 @@ def _reference_run(p, lengths=None, reverse=False):
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("lengths", [None, [3, 6, 1, 6, 2]], ids=["full", "packed"])
 def test_reference_matches_torch(lengths, reverse):
+    pytest.importorskip("torch")
     p = make_problem(5, 6, 3, 4, seed=1)
     want = _torch_run(p, lengths, reverse)
     got = _reference_run(p, None if lengths is None else np.array(lengths), reverse)
@@ -93,6 +96,7 @@ def test_reference_matches_torch(lengths, reverse):
 
 def test_torch_reverse_half_is_not_the_forward_half():
     """Negative control: the reverse comparison would notice a forward run."""
+    pytest.importorskip("torch")
     p = make_problem(2, 4, 2, 3, seed=2)
     want = _torch_run(p, None, reverse=True)
     got = _reference_run(p, None, reverse=False)

@@ -136,8 +136,10 @@ def test_single_params_and_one_layer_stack_agree():
     assert isinstance(g1.dparams, LSTMParams)
     assert isinstance(g2.dparams, tuple) and isinstance(g2.dparams[0][0], LSTMParams)
     np.testing.assert_array_equal(g1.dx, g2.dx)
+    assert g2.dh0.shape == g2.dc0.shape == (1, 2, 4)
     np.testing.assert_array_equal(g1.dh0, g2.dh0[0])
-    for a, b in zip(g1.dparams, g2.dparams[0][0]):
+    np.testing.assert_array_equal(g1.dc0, g2.dc0[0])
+    for a, b in zip(g1.dparams, g2.dparams[0][0], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
