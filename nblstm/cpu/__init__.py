@@ -49,6 +49,10 @@ class CPUConfig:
     chunk_elements : int
         Elements of the ``"blas"`` path's inference input-projection buffer
         (bounds memory for long T).
+    workspace_bytes : int
+        Most bytes of each scratch array (the backward's dL/dz and h_{t-1},
+        the projection buffer) that a thread keeps for its next call
+        (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
     """
 
     blas_min_work: int = 4_000_000
@@ -58,6 +62,7 @@ class CPUConfig:
     min_unit_block: int = 16
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
+    workspace_bytes: int = 64 << 20
 
 
 config = CPUConfig()
@@ -199,7 +204,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     _last_layer.blas = path == "blas"
     _forward.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
                            path=path, row_block=row_block, unit_block=unit_block,
-                           row_groups=row_groups, chunk_elements=config.chunk_elements)
+                           row_groups=row_groups, chunk_elements=config.chunk_elements,
+                           workspace_bytes=config.workspace_bytes)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -211,4 +217,4 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     _backward.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              dx, dW_ih, dW_hh, db, dh0, dc0,
                              path=path, row_block=row_block, unit_block=unit_block,
-                             row_groups=row_groups)
+                             row_groups=row_groups, workspace_bytes=config.workspace_bytes)

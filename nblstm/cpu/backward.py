@@ -22,6 +22,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel
+from . import workspace
 from ._blas import gemm
 from ._products import add_products
 from ._rows import copy_row, zero_row
@@ -317,7 +318,8 @@ def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block, row_groups):
+                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block, row_groups,
+                   workspace_bytes):
     """Gradients of one forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -350,13 +352,16 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         If positive, run ``"tiles"`` as this many groups of whole rows, each
         with its own loop over time (``row_block`` rows per tile, ``unit_block``
         unused); 0 for tiles of ``unit_block`` units and a barrier every step.
+    workspace_bytes : int
+        Most bytes of each scratch array (dL/dz, h_{t-1}) kept for the next call
+        (:mod:`nblstm.cpu.workspace`).
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)
-    dZ = np.empty((T, B, 4 * H), gates.dtype)
-    h_prev = np.empty((T, B, H), gates.dtype)
+    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype, workspace_bytes)
+    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype, workspace_bytes)
     use_blas = path == "blas"
     # dy is often a strided view of the caller's array; typed contiguous, the gate
     # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)

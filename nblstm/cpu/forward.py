@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel
+from . import workspace
 from ._blas import gemm
 from ._products import add_products
 from ._rows import copy_row, zero_row
@@ -303,7 +304,7 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                  *, path, row_block, unit_block, row_groups, chunk_elements):
+                  *, path, row_block, unit_block, row_groups, chunk_elements, workspace_bytes):
     """One forward-direction layer; see docs/backends.md for the contract.
 
     Parameters
@@ -337,6 +338,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
         Bound on the inference projection buffer of the ``"blas"`` path
         (elements); training projects straight into ``gates``, and the other
         paths need one step's ``z`` only.
+    workspace_bytes : int
+        Most bytes of that buffer kept for the next call (:mod:`nblstm.cpu.workspace`).
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
@@ -352,7 +355,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     if path == "blas":
         _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
                       np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
-                      chunk_elements)
+                      chunk_elements, workspace_bytes)
         return
     I = x.shape[2]
     W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
@@ -374,7 +377,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
 
 
 def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
-                  y, h_n, c_n, gates, cells, chunk_elements):
+                  y, h_n, c_n, gates, cells, chunk_elements, workspace_bytes):
     """The ``"blas"`` path: project chunks of steps with one product, then run their steps."""
     T, B, _ = x.shape
     H = W_hh.shape[1]
@@ -383,7 +386,7 @@ def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state
         chunk = T
     else:
         chunk = max(1, min(T, chunk_elements // max(1, B * 4 * H)))
-        buffer = np.empty((chunk, B, 4 * H), x.dtype)
+        buffer = workspace.scratch("projection", (chunk, B, 4 * H), x.dtype, workspace_bytes)
     rec = np.empty((B, 4 * H), x.dtype)
     swapped = False
     for t0 in range(0, T, chunk):

@@ -1,0 +1,97 @@
+"""The scratch arrays the CPU backend keeps between calls (``nblstm.cpu.workspace``).
+
+Kept scratch must behave like ``np.empty``: whatever it holds from the last
+call, or NaN, must not reach a result. Each path is run on poisoned buffers and
+compared bit for bit with a run on fresh ones.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+import nblstm
+from _helpers import all_arrays, make_problem, run_api
+from nblstm import cpu
+from nblstm.cpu import workspace
+
+from test_cpu_paths import cpu_config  # noqa: F401 (fixture)
+
+
+@pytest.fixture(autouse=True)
+def empty_workspace():
+    workspace.clear()
+    yield
+    workspace.clear()
+
+
+def test_a_buffer_is_reused_grown_and_released():
+    a = workspace.scratch("w", (3, 4), np.float32, 1 << 20)
+    b = workspace.scratch("w", (2, 5), np.float32, 1 << 20)
+    assert a.shape == (3, 4) and b.shape == (2, 5) and b.flags.c_contiguous
+    assert np.shares_memory(a, b)                                  # same name: reused
+    c = workspace.scratch("other", (3, 4), np.float32, 1 << 20)
+    assert not np.shares_memory(a, c)                              # another name: its own
+    d = workspace.scratch("w", (3, 4), np.float64, 1 << 20)
+    assert d.dtype == np.float64 and not np.shares_memory(a, d)    # another dtype: its own
+    assert workspace.held_bytes() == 12 * 4 + 12 * 4 + 12 * 8
+    e = workspace.scratch("w", (5, 5), np.float32, 1 << 20)        # larger: replaced
+    assert e.shape == (5, 5) and workspace.held_bytes() == 25 * 4 + 12 * 4 + 12 * 8
+    workspace.clear()
+    assert workspace.held_bytes() == 0
+
+
+def test_requests_over_the_limit_are_not_kept():
+    a = workspace.scratch("w", (10,), np.float64, 79)
+    b = workspace.scratch("w", (10,), np.float64, 79)
+    assert not np.shares_memory(a, b)
+    assert workspace.held_bytes() == 0
+
+
+def test_each_thread_has_its_own_buffers():
+    mine = workspace.scratch("w", (8,), np.float64, 1 << 20)
+    theirs = []
+    thread = threading.Thread(
+        target=lambda: theirs.append(workspace.scratch("w", (8,), np.float64, 1 << 20)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(mine, theirs[0])
+
+
+def _poison():
+    for buffer in workspace._buffers().values():
+        buffer[...] = np.nan
+
+
+@pytest.mark.parametrize("path", cpu.PATHS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_results_do_not_depend_on_what_the_scratch_held(cpu_config, path, dtype):  # noqa: F811
+    """Training, with padded steps (which the kernels must write too) and a reverse stack."""
+    cpu_config.path = path
+    p = make_problem(5, 7, 3, 6, dtype=dtype, seed=3, lengths="mixed")
+    cpu_config.workspace_bytes = 0
+    want = all_arrays(*run_api(p, reverse=True))
+    cpu_config.workspace_bytes = 1 << 20
+    run_api(p, reverse=True)
+    assert workspace.held_bytes() > 0
+    _poison()
+    got = all_arrays(*run_api(p, reverse=True))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_inference_projection_buffer_does_not_leak_into_results(cpu_config, dtype):  # noqa: F811
+    """The "blas" path's inference projection buffer, in chunks, with rows ending mid-chunk."""
+    cpu_config.path = "blas"
+    cpu_config.chunk_elements = 4 * 6 * 5 * 2       # two steps a chunk
+    p = make_problem(5, 7, 3, 6, dtype=dtype, seed=4, lengths="mixed")
+    cpu_config.workspace_bytes = 0
+    want = nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths)
+    cpu_config.workspace_bytes = 1 << 20
+    nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths)
+    assert workspace.held_bytes() > 0
+    _poison()
+    got = nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths)
+    for name, a, b in [("y", got[0], want[0]), ("h_n", got[1][0], want[1][0]),
+                       ("c_n", got[1][1], want[1][1])]:
+        np.testing.assert_array_equal(a, b, err_msg=name)
