@@ -162,10 +162,12 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         if l == L - 1 and order is None and not (time_major or unbatched):
             # the last layer writes straight into the (B, T, D*H) result, saving a copy of y
             pair = be.empty_batch_first((B, T, D * H), dtype)
-        if pair is None:
-            y = be.empty((T, B, D * H), dtype)
-        else:
+        if pair is not None:
             y_user, y = pair
+        elif keep_cache or l == L - 1:
+            y = be.empty((T, B, D * H), dtype)          # cached, or the result
+        else:
+            y = be.scratch(f"y{l % 2}", (T, B, D * H), dtype)  # only the next layer reads it
         directions = []
         for d, p in enumerate(layer):
             k = l * D + d
@@ -176,9 +178,11 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             backwards = d == 1 or reverse
             y_dir = y[:, :, d * H:(d + 1) * H]
             if backwards:
-                x_dir = be.empty(inp.shape, dtype)
+                # the cache keeps the reversed input; inference drops it after the layer
+                x_dir = (be.empty(inp.shape, dtype) if keep_cache
+                         else be.scratch("x_reversed", inp.shape, dtype))
                 be.reverse_sequences(inp, lengths, x_dir)
-                y_steps = be.empty((T, B, H), dtype)
+                y_steps = be.scratch("y_steps", (T, B, H), dtype)
             else:
                 x_dir, y_steps = inp, y_dir
             be.forward_layer(x_dir, W_ih, W_hh, b, h0t[k], c0t[k], lengths,
@@ -333,18 +337,24 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
             k = l * D + d
             dy_dir = dy_t[:, :, d * H:(d + 1) * H]
             if backwards:
-                dy_steps = be.empty((T, B, H), dtype)
+                dy_steps = be.scratch("dy_steps", (T, B, H), dtype)
                 be.reverse_sequences(dy_dir, lengths, dy_steps)
             else:
                 dy_steps = dy_dir
-            dx = be.empty(x_dir.shape, dtype)
+            # Layer 0's input gradient is the result; a layer above hands its own to the
+            # layer below and then drops it, so it alternates between two scratch arrays.
+            if d > 0:
+                dx = be.scratch("dx_direction", x_dir.shape, dtype)
+            elif l == 0:
+                dx = be.empty(x_dir.shape, dtype)
+            else:
+                dx = be.scratch(f"dx{l % 2}", x_dir.shape, dtype)
+            dx_steps = be.scratch("dx_steps", x_dir.shape, dtype) if backwards else dx
             dW_ih, dW_hh, db = be.empty(W_ih.shape, dtype), be.empty(W_hh.shape, dtype), be.empty(b.shape, dtype)
             be.backward_layer(x_dir, W_ih, W_hh, h0, c0, lengths, gates, cells, dy_steps,
-                              dh_t[k], dc_t[k], dx, dW_ih, dW_hh, db, dh0[k], dc0[k])
+                              dh_t[k], dc_t[k], dx_steps, dW_ih, dW_hh, db, dh0[k], dc0[k])
             if backwards:
-                dx_time = be.empty(x_dir.shape, dtype)
-                be.reverse_sequences(dx, lengths, dx_time)
-                dx = dx_time
+                be.reverse_sequences(dx_steps, lengths, dx)
             if dinp is None:
                 dinp = dx
             else:

@@ -95,3 +95,65 @@ def test_inference_projection_buffer_does_not_leak_into_results(cpu_config, dtyp
     for name, a, b in [("y", got[0], want[0]), ("h_n", got[1][0], want[1][0]),
                        ("c_n", got[1][1], want[1][1])]:
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def _stack_problem(dtype, num_layers=3):
+    from nblstm.params import init_stack
+
+    rng = np.random.default_rng(5)
+    B, T, I, H = 5, 6, 3, 4
+    params = init_stack(I, H, num_layers, bidirectional=True, seed=rng, dtype=dtype)
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    dy = rng.standard_normal((B, T, 2 * H)).astype(dtype)
+    dh_n = rng.standard_normal((2 * num_layers, B, H)).astype(dtype)
+    lengths = np.array([4, 6, 0, 2, 6])
+    return params, x, dy, dh_n, lengths
+
+
+def _stack_run(params, x, dy, dh_n, lengths):
+    y_inf, (h_inf, c_inf) = nblstm.lstm(x, params, lengths=lengths)
+    y, (h, c), cache = nblstm.lstm_forward(x, params, lengths=lengths)
+    g = nblstm.lstm_backward(cache, dy, dh_n=dh_n)
+    named = {"lstm.y": y_inf, "lstm.h_n": h_inf, "lstm.c_n": c_inf, "y": y, "h_n": h, "c_n": c,
+             "dx": g.dx, "dh0": g.dh0, "dc0": g.dc0}
+    for l, layer in enumerate(g.dparams):
+        for d, p in enumerate(layer):
+            for field, a in zip(p._fields, p):
+                named[f"d{field}[{l}][{d}]"] = a
+    return named, cache
+
+
+@pytest.mark.parametrize("path", cpu.PATHS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stacks_do_not_depend_on_what_the_scratch_held(cpu_config, path, dtype):  # noqa: F811
+    """Three bidirectional layers (each layer's gradient passes through two scratch arrays in turn,
+    reversed inputs and outputs are scratch in inference), unsorted lengths with a 0."""
+    cpu_config.path = path
+    problem = _stack_problem(dtype)
+    cpu_config.workspace_bytes = 0
+    want, _ = _stack_run(*problem)
+    cpu_config.workspace_bytes = 1 << 20
+    _stack_run(*problem)
+    _poison()
+    got, _ = _stack_run(*problem)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def _arrays_in(tree):
+    if isinstance(tree, np.ndarray):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [a for t in tree for a in _arrays_in(t)]
+    return []
+
+
+def test_no_result_or_cache_refers_to_a_kept_buffer(cpu_config):  # noqa: F811
+    """Results and the cache outlive the call: none may share memory with a buffer that the
+    next call overwrites."""
+    cpu_config.workspace_bytes = 1 << 20
+    named, cache = _stack_run(*_stack_problem(np.float64))
+    buffers = list(workspace._buffers().values())
+    assert len(buffers) >= 8          # dZ, h_prev, y0, y1, x_reversed, y_steps, dy_steps, dx_steps, ...
+    for name, a in list(named.items()) + [(f"cache[{i}]", a) for i, a in enumerate(_arrays_in(cache))]:
+        assert not any(np.shares_memory(a, b) for b in buffers), name

@@ -12,10 +12,10 @@ import numpy as np
 
 from . import backward as _backward
 from . import forward as _forward
-from . import layout
+from . import layout, workspace
 from .layout import reverse_sequences, to_internal
 
-__all__ = ["config", "empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand",
+__all__ = ["config", "empty", "zeros", "zeros_input", "scratch", "asarray", "is_device", "as_operand",
            "copy_as", "to_user", "expand_dims", "to_internal", "from_internal", "view_internal",
            "empty_batch_first", "reverse_sequences", "add", "finite_each", "choose_path",
            "forward_layer", "backward_layer"]
@@ -120,6 +120,11 @@ def empty(shape, dtype):
 
 def zeros(shape, dtype):
     return np.zeros(shape, dtype)
+
+
+def scratch(name, shape, dtype):
+    """An array no result refers to, reused per thread and name (:mod:`.workspace`)."""
+    return workspace.scratch(name, shape, dtype, config.workspace_bytes)
 
 
 def zeros_input(shape, dtype):

@@ -25,7 +25,7 @@ from .matmul import matmul
 
 _SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
-__all__ = ["empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand", "copy_as",
+__all__ = ["empty", "zeros", "zeros_input", "scratch", "asarray", "is_device", "as_operand", "copy_as",
            "to_user", "expand_dims", "view_internal", "empty_batch_first",
            "to_internal", "from_internal", "reverse_sequences", "add", "finite_each",
            "forward_layer", "backward_layer"]
@@ -34,6 +34,11 @@ __all__ = ["empty", "zeros", "zeros_input", "asarray", "is_device", "as_operand"
 def empty(shape, dtype):
     """Uninitialised C-contiguous device array."""
     return cuda.device_array(shape, np.dtype(dtype))
+
+
+def scratch(name, shape, dtype):
+    """An array no result refers to: a new device array (``empty``) on every call."""
+    return empty(shape, dtype)
 
 
 def zeros(shape, dtype):
