@@ -129,3 +129,12 @@ def all_arrays(y, state, grads):
     h, c = state
     return {"y": y, "h_n": h, "c_n": c, "dx": grads.dx, "dW_ih": grads.dparams.W_ih,
             "dW_hh": grads.dparams.W_hh, "db": grads.dparams.b, "dh0": grads.dh0, "dc0": grads.dc0}
+
+
+def arrays_in(tree):
+    """Every ndarray in nested tuples / lists / named tuples (such as an LSTMCache)."""
+    if isinstance(tree, np.ndarray):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [a for t in tree for a in arrays_in(t)]
+    return []

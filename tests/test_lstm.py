@@ -7,7 +7,7 @@ import pytest
 import nblstm
 from nblstm.params import LSTMGrads, LSTMParams
 
-from _helpers import (RTOL, all_arrays, assert_close, assert_results_close, make_problem,
+from _helpers import (RTOL, all_arrays, arrays_in, assert_close, assert_results_close, make_problem,
                       reference_run, run_api, run_reference)
 
 DTYPES = [np.float64, np.float32]
@@ -293,7 +293,7 @@ def test_outputs_do_not_alias_inputs():
     g = nblstm.lstm_backward(cache, dh_n=p.loss.w_h, dc_n=p.loss.w_c)
     w_h, w_c = p.loss.w_h.copy(), p.loss.w_c.copy()
     outputs = all_arrays(y, (h, c), g)
-    held = [p.x, *p.params, p.h0, p.c0, p.loss.w_h, p.loss.w_c, *_arrays_in(cache)]
+    held = [p.x, *p.params, p.h0, p.c0, p.loss.w_h, p.loss.w_c, *arrays_in(cache)]
     for name, arr in outputs.items():
         assert not any(np.shares_memory(arr, a) for a in held), name
     before = {name: arr.copy() for name, arr in outputs.items()}
@@ -305,14 +305,6 @@ def test_outputs_do_not_alias_inputs():
     for name in ("dx", "dW_ih", "dW_hh", "db", "dh0", "dc0"):
         assert np.array_equal(later[name], before[name]), name
 
-
-def _arrays_in(tree):
-    """Every ndarray in nested tuples / lists / named tuples."""
-    if isinstance(tree, np.ndarray):
-        return [tree]
-    if isinstance(tree, (tuple, list)):
-        return [a for t in tree for a in _arrays_in(t)]
-    return []
 
 
 # ----------------------------------------------------------------------------- padding

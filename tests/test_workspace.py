@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nblstm
-from _helpers import all_arrays, make_problem, run_api
+from _helpers import all_arrays, arrays_in, make_problem, run_api
 from nblstm import cpu
 from nblstm.cpu import workspace
 
@@ -140,14 +140,6 @@ def test_stacks_do_not_depend_on_what_the_scratch_held(cpu_config, path, dtype):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-def _arrays_in(tree):
-    if isinstance(tree, np.ndarray):
-        return [tree]
-    if isinstance(tree, (tuple, list)):
-        return [a for t in tree for a in _arrays_in(t)]
-    return []
-
-
 def test_no_result_or_cache_refers_to_a_kept_buffer(cpu_config):  # noqa: F811
     """Results and the cache outlive the call: none may share memory with a buffer that the
     next call overwrites."""
@@ -155,5 +147,5 @@ def test_no_result_or_cache_refers_to_a_kept_buffer(cpu_config):  # noqa: F811
     named, cache = _stack_run(*_stack_problem(np.float64))
     buffers = list(workspace._buffers().values())
     assert len(buffers) >= 8          # dZ, h_prev, y0, y1, x_reversed, y_steps, dy_steps, dx_steps, ...
-    for name, a in list(named.items()) + [(f"cache[{i}]", a) for i, a in enumerate(_arrays_in(cache))]:
+    for name, a in list(named.items()) + [(f"cache[{i}]", a) for i, a in enumerate(arrays_in(cache))]:
         assert not any(np.shares_memory(a, b) for b in buffers), name
