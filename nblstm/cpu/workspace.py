@@ -8,7 +8,10 @@ so every call faulted its scratch in again. Training at (B, T, I, H) =
 the backward's scratch kept (`python bench/scratch_reuse.py`).
 
 Only arrays that never leave a call are kept: the backward's dL/dz and h_{t-1}
-for all steps, and the inference projection buffer of the ``"blas"`` path.
+for all steps, the inference projection buffer of the ``"blas"`` path, and the
+temporaries that ``nblstm._api`` asks for through the protocol's ``scratch``
+(reversed inputs and outputs of reverse directions, the gradients a layer of a
+stack hands down, the outputs of inference layers below the top).
 Their contents are undefined on entry, like ``np.empty``'s; the kernels write
 every element they read. Buffers are per thread (several Python threads may
 call nblstm at once), per name and dtype, and grow to the largest request up
