@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from . import constants
+from . import constants, workspace
 from . import elementwise as ew
 from .backward import backward_recurrence
 from .forward import forward_recurrence
@@ -37,8 +37,8 @@ def empty(shape, dtype):
 
 
 def scratch(name, shape, dtype):
-    """An array no result refers to: a new device array (``empty``) on every call."""
-    return empty(shape, dtype)
+    """An array no result refers to, kept per thread and name (:mod:`.workspace`)."""
+    return workspace.scratch(name, shape, dtype)
 
 
 def zeros(shape, dtype):
@@ -267,11 +267,11 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
         # x is the (T, B, I) view of the caller's (B, T, I) array (view_internal):
         # project its rows in (b, t) order, and let the recurrence read xz through
         # the same kind of view
-        d_xz_bf = empty((B, T, 4 * H), dtype)
+        d_xz_bf = workspace.scratch("xz_batch_first", (B, T, 4 * H), dtype)
         d_in, d_xz_rows = x_batch_first.reshape(B * T, I), d_xz_bf.reshape(B * T, 4 * H)
         d_xz = _swap_first_axes(d_xz_bf)
     else:
-        d_xz = gates if gates is not None else empty((T, B, 4 * H), dtype)
+        d_xz = gates if gates is not None else workspace.scratch("xz", (T, B, 4 * H), dtype)
         d_in, d_xz_rows = _on_device(x, dtype).reshape(T * B, I), d_xz.reshape(T * B, 4 * H)
     if T * B:
         # xz[t, b] = W_ih x[t, b] + b for all steps at once
@@ -313,8 +313,8 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     dtype = dx.dtype
     d_x = _on_device(x, dtype)
     d_W_ih, d_W_hh = _on_device(W_ih, dtype), _on_device(W_hh, dtype)
-    d_dz = empty((T, B, 4 * H), dtype)
-    d_hprev = empty((T, B, H), dtype)
+    d_dz = workspace.scratch("dz", (T, B, 4 * H), dtype)
+    d_hprev = workspace.scratch("h_prev", (T, B, H), dtype)
     backward_recurrence(d_W_hh, _on_device(h0, dtype), _on_device(c0, dtype), lengths,
                         gates, cells, dy, _on_device(dh_n, dtype), _on_device(dc_n, dtype), dc0,
                         d_dz, d_hprev, dh0)

@@ -280,3 +280,41 @@ def test_finiteness_of_all_inputs_is_one_copy_back(small_config, rng, monkeypatc
     bad[2, 1] = np.inf
     with pytest.raises(ValueError, match="h0: expected finite values"):
         call(*d_args[:4], cuda.to_device(bad), d_args[5])
+
+
+def test_kept_device_scratch_neither_leaks_into_nor_aliases_results(small_config, rng):
+    """The device scratch (nblstm.cuda.workspace) is reused from call to call: poisoned with NaN
+    it must not change a result, and a later call must not overwrite an earlier call's results
+    or cache (which they would if any of them were a kept buffer)."""
+    from numba import cuda
+
+    from nblstm.cuda import workspace
+
+    x, params, h0, c0 = _problem(rng, 3, 4, 2, 3, dtype=np.float64, layers=2, bidirectional=True)
+    lengths = np.array([2, 4, 0])
+    d_x, d_dy = cuda.to_device(x), cuda.to_device(rng.standard_normal((3, 4, 6)))
+    d_params = tuple(tuple(LSTMParams(*(cuda.to_device(a) for a in p)) for p in layer)
+                     for layer in params)
+
+    def call(d_x):
+        inference = nblstm.lstm(d_x, d_params, lengths=lengths, backend="cuda")
+        y, state, cache = nblstm.lstm_forward(d_x, d_params, lengths=lengths, backend="cuda")
+        return [*_flat(inference), y, *_flat(state), *_flat(nblstm.lstm_backward(cache, d_dy))], cache
+
+    workspace.clear()
+    first, cache = call(d_x)
+    first_host = [_host(a).copy() for a in first]
+    assert workspace.held_bytes() > 0
+    for d_a in workspace._buffers().values():
+        d_a.copy_to_device(np.full(d_a.shape, np.nan, d_a.dtype))
+    second, _ = call(d_x)
+    for a, b in zip(second, first_host, strict=True):
+        np.testing.assert_array_equal(_host(a), b)
+    call(cuda.to_device(x + 1.0))                 # other inputs, same shapes: same buffers
+    for a, b in zip(first, first_host, strict=True):
+        np.testing.assert_array_equal(_host(a), b)
+    again = _flat(nblstm.lstm_backward(cache, d_dy))  # the first call's cache still holds
+    for a, b in zip(again, first_host[-len(again):], strict=True):
+        np.testing.assert_array_equal(_host(a), b)
+    workspace.clear()
+    assert workspace.held_bytes() == 0
