@@ -18,20 +18,18 @@ call nblstm at once), per name and dtype, and grow to the largest request up
 to ``limit`` bytes; a larger request gets a fresh array that is not kept.
 """
 import math
-import threading
 
 import numpy as np
 
+from .._perthread import PerThreadArrays
+
 __all__ = ["scratch", "clear", "held_bytes"]
 
-_local = threading.local()
-
-
-def _buffers():
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    return buffers
+_kept = PerThreadArrays()
+#: the calling thread's buffers, {(name, dtype): 1-d array}
+_buffers = _kept.table
+clear = _kept.clear
+held_bytes = _kept.held_bytes
 
 
 def scratch(name, shape, dtype, limit):
@@ -59,13 +57,3 @@ def scratch(name, shape, dtype, limit):
     if buffer is None or buffer.size < size:
         buffer = buffers[(name, dtype)] = np.empty(size, dtype)
     return buffer[:size].reshape(shape)
-
-
-def clear():
-    """Release the calling thread's buffers."""
-    _local.buffers = {}
-
-
-def held_bytes():
-    """Bytes of scratch the calling thread holds."""
-    return sum(b.nbytes for b in _buffers().values())

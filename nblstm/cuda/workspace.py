@@ -14,23 +14,19 @@ the array. Buffers are per host thread, so two threads' calls never share one.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import cuda
 
+from .._perthread import PerThreadArrays
 from .constants import _context_key
 
 __all__ = ["scratch", "clear", "held_bytes"]
 
-_local = threading.local()
-
-
-def _buffers():
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    return buffers
+_kept = PerThreadArrays()
+#: the calling thread's buffers, {(context, name, dtype): device array}
+_buffers = _kept.table
+clear = _kept.clear
+held_bytes = _kept.held_bytes
 
 
 def scratch(name, shape, dtype):
@@ -43,13 +39,3 @@ def scratch(name, shape, dtype):
     if d_a is None or d_a.shape != shape:
         d_a = buffers[key] = cuda.device_array(shape, dtype)
     return d_a
-
-
-def clear():
-    """Drop the calling thread's device scratch arrays."""
-    _local.buffers = {}
-
-
-def held_bytes():
-    """Bytes of device scratch the calling thread holds."""
-    return sum(d_a.size * d_a.dtype.itemsize for d_a in _buffers().values())
