@@ -110,9 +110,9 @@ def _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n
 
 
 @kernel
-def _zero_finished_rows(t, n, y):
-    """Rows n.. have ended before step t: their y_t is exactly 0."""
-    for r in range(n, y.shape[1]):
+def _zero_ended_rows(t, r0, r1, y):
+    """Rows r0:r1 have ended before step t: their y_t is exactly 0."""
+    for r in range(r0, r1):
         zero_row(y[t, r])
 
 
@@ -172,7 +172,7 @@ def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
             _fused_step_tile(t, r0, min(r0 + row_block, n), j0, min(j0 + unit_block, H),
                              x, xh, W_cat, b, z, c_state, xh_out,
                              y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_finished_rows(t, n, y)
+        _zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
 
 
@@ -208,8 +208,7 @@ def _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step
                 if r0 < n:
                     _fused_step_tile(t, r0, min(r1, n), first, H, x, xh, W_cat, b, z, c_state,
                                      xh_out, y, cells, keep_cache, last_step, h_n, c_n)
-                for r in range(max(r0, n), r1):                # ended rows: y_t = 0
-                    zero_row(y[t, r])
+                _zero_ended_rows(t, max(r0, n), r1, y)
             swapped = not swapped
 
 
@@ -231,7 +230,7 @@ def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
         xh_out = xh_prev if swapped else xh_next
         _fused_step_tile(t, first, n, first, H, x, xh, W_cat, b, z_steps[t if keep_cache else 0],
                          c_state, xh_out, y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_finished_rows(t, n, y)
+        _zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
 
 
@@ -283,7 +282,7 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
                 z[j] += rec_r[j]
             _activate_tile(z, first, H, c_state[r], hn[r])
             _store_tile(t, r, first, H, hn[r], c_state[r], y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_finished_rows(t, n, y)
+        _zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
     return swapped
 
