@@ -151,6 +151,11 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     xt = None if keep_cache else be.view_internal(x3, order, time_major or unbatched, dtype)
     if xt is None:
         xt = be.to_internal(x3, order, time_major or unbatched, dtype)
+        if lengths.min(initial=T) < T:
+            # What the caller left in padded steps must reach no result: some
+            # products run over all steps (dW_ih = dZ^T x), where 0 * NaN is NaN.
+            # A view of the caller's x (inference) is only read at valid steps.
+            be.zero_padding(xt, lengths)
     h0t, c0t = (_state_in(be, s, order, unbatched, single, L * D, B, H, dtype) for s in states)
     h_n = be.empty((L * D, B, H), dtype)
     c_n = be.empty((L * D, B, H), dtype)

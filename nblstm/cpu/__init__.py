@@ -13,11 +13,11 @@ import numpy as np
 from . import backward as _backward
 from . import forward as _forward
 from . import layout, workspace
-from .layout import reverse_sequences, to_internal
+from .layout import reverse_sequences, to_internal, zero_padding
 
 __all__ = ["config", "empty", "zeros", "zeros_input", "scratch", "asarray", "is_device", "as_operand",
            "copy_as", "to_user", "expand_dims", "to_internal", "from_internal", "view_internal",
-           "empty_batch_first", "reverse_sequences", "add", "finite_each", "choose_path",
+           "empty_batch_first", "reverse_sequences", "zero_padding", "add", "finite_each", "choose_path",
            "forward_layer", "backward_layer"]
 
 

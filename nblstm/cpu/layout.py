@@ -65,6 +65,21 @@ def _gather_step(src, index, out, t):
         copy_row(out[t, i], src[t, index[i]])
 
 
+@kernel
+def zero_padding(a, lengths):
+    """a[t, b] = 0 for t >= lengths[b], in place; ``a`` is (T, B, F).
+
+    The API's own copy of the input goes through this, so that whatever the
+    caller left in padded steps (NaN, Inf) never enters a product over all
+    steps, such as the BLAS path's ``dW_ih = dZ^T x`` (0 * NaN is NaN).
+    """
+    T, B = a.shape[:2]
+    for t in range(T):
+        for b in range(B):
+            if t >= lengths[b]:
+                zero_row(a[t, b])
+
+
 @kernel(parallel=True)
 def reverse_sequences(src, lengths, out):
     """out[t, b] = src[lengths[b] - 1 - t, b] for t < lengths[b], else 0.

@@ -13,7 +13,7 @@ time); tests shrink them so that several blocks and both recurrence paths run.
 from .config import config
 
 __all__ = ["available", "require", "config"] + [
-    "empty", "zeros", "zeros_input", "scratch", "forward_layer", "backward_layer", "reverse_sequences", "add",
+    "empty", "zeros", "zeros_input", "scratch", "forward_layer", "backward_layer", "reverse_sequences", "zero_padding", "add",
     "asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims", "to_internal",
     "from_internal", "finite_each", "view_internal", "empty_batch_first",
 ]

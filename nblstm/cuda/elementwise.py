@@ -13,7 +13,7 @@ from numba import cuda
 from ._jit import device, kernel
 from .config import config
 
-__all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences",
+__all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences", "zero_padding",
            "nonfinite_each", "copy"]
 
 _MAX_BLOCKS = 4096  # grid-stride loops cover the rest; more blocks only cost scheduling
@@ -136,6 +136,17 @@ def _reverse_kernel(d_src, d_lengths, d_out):
 
 
 @kernel
+def _zero_padding_kernel(d_a, d_lengths):
+    # a[t, b] = 0 for t >= lengths[b]
+    T, B, F = d_a.shape
+    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
+        t = e // (B * F)
+        r = (e // F) % B
+        if t >= d_lengths[r]:
+            d_a[t, r, e % F] = 0
+
+
+@kernel
 def _nonfinite1_kernel(d_a, d_flag):
     # flag[0] = 1 if any a[i] is NaN or +-Inf (plain stores of the same value: no race matters)
     for i in range(cuda.grid(1), d_a.shape[0], cuda.gridsize(1)):
@@ -222,6 +233,13 @@ def reverse_sequences(d_src, d_lengths, d_out):
     if d_out.size:
         blocks, threads = launch_shape(d_out.size)
         _reverse_kernel[blocks, threads](d_src, d_lengths, d_out)
+
+
+def zero_padding(d_a, d_lengths):
+    """``a[t, b] = 0`` for ``t >= lengths[b]``, in place."""
+    if d_a.size:
+        blocks, threads = launch_shape(d_a.size)
+        _zero_padding_kernel[blocks, threads](d_a, d_lengths)
 
 
 def nonfinite_each(arrays):

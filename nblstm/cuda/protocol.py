@@ -213,6 +213,11 @@ def reverse_sequences(src, lengths, out):
     ew.reverse_sequences(src, cuda.to_device(np.ascontiguousarray(lengths, dtype=np.int64)), out)
 
 
+def zero_padding(a, lengths):
+    """``a[t, b] = 0`` for ``t >= lengths[b]`` in a (T, B, F) device array, in place."""
+    ew.zero_padding(a, cuda.to_device(np.ascontiguousarray(lengths, dtype=np.int64)))
+
+
 def add(a, b, out):
     """``out = a + b`` for same-shape device arrays."""
     ew.add(a, b, out)

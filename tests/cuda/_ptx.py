@@ -71,6 +71,7 @@ def kernel_signatures(dtype_name):
         ("permute", elementwise._permute_kernel, (A3, b1, L1, C3)),
         ("unpermute", elementwise._unpermute_kernel, (C3, b1, L1, C3)),
         ("reverse", elementwise._reverse_kernel, (A3, L1, A3)),
+        ("zero_padding", elementwise._zero_padding_kernel, (C3, L1)),
         ("nonfinite1", elementwise._nonfinite1_kernel, (A1, I32)),
         ("nonfinite2", elementwise._nonfinite2_kernel, (A2, I32)),
         ("nonfinite3", elementwise._nonfinite3_kernel, (A3, I32)),

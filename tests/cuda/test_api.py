@@ -318,3 +318,32 @@ def test_kept_device_scratch_neither_leaks_into_nor_aliases_results(small_config
         np.testing.assert_array_equal(_host(a), b)
     workspace.clear()
     assert workspace.held_bytes() == 0
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf, 1e300], ids=["nan", "inf", "-inf", "huge"])
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_padding_never_reaches_a_result(small_config, fill, on_device):
+    """NaN / Inf / huge values at padded steps give the results of zeros there (issue 12)."""
+    from numba import cuda
+
+    rng = np.random.default_rng(5)
+    B, T, I, H = 3, 4, 2, 3
+    lengths = np.array([2, 4, 0])
+    x = rng.standard_normal((B, T, I))
+    x_bad = x.copy()
+    for b, n in enumerate(lengths):
+        x[b, n:], x_bad[b, n:] = 0.0, fill
+    params = init_stack(I, H, 2, bidirectional=True, seed=1)
+    dy = rng.standard_normal((B, T, 2 * H))
+    results = []
+    for a in (x, x_bad):
+        a_in = cuda.to_device(a) if on_device else a
+        y, state, cache = nblstm.lstm_forward(a_in, params, lengths=lengths, backend="cuda",
+                                              check_finite=False)
+        y_inf, _ = nblstm.lstm(a_in, params, lengths=lengths, backend="cuda", check_finite=False)
+        grads = nblstm.lstm_backward(cache, dy=dy)
+        results.append([_host(r) for r in _flat((y, state, y_inf, grads))])
+        if on_device:
+            np.testing.assert_array_equal(a_in.copy_to_host(), a)    # input left as it was
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)

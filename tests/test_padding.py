@@ -1,0 +1,95 @@
+"""What sits in padded steps (t >= lengths[b]) never reaches any result.
+
+With ``check_finite=False``, NaN, +-Inf or a huge finite value at padded steps
+of x must give exactly the outputs and gradients of the same call with zeros
+there, on every CPU path, in every layer and direction of a stack, forward and
+backward. The CUDA twin is tests/cuda/test_api.py::test_padding_never_reaches_a_result.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import nblstm
+from nblstm import cpu
+
+FILLS = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 1e300}
+
+
+@pytest.fixture
+def cpu_config():
+    saved = dataclasses.replace(cpu.config)
+    yield cpu.config
+    for field in dataclasses.fields(saved):
+        setattr(cpu.config, field.name, getattr(saved, field.name))
+
+
+def padded_problem(fill, *, B=4, T=5, I=3, H=6):
+    """x with ``fill`` at every padded step, the same x zero-padded, lengths, a stack and dy."""
+    rng = np.random.default_rng(12)
+    lengths = np.array([2, 5, 0, 3])[:B]             # unsorted, with an empty sequence
+    x = rng.standard_normal((B, T, I))
+    for b, n in enumerate(lengths):
+        x[b, n:] = 0.0
+    x_bad = x.copy()
+    for b, n in enumerate(lengths):
+        x_bad[b, n:] = fill
+    stack = nblstm.init_stack(I, H, num_layers=2, bidirectional=True, seed=3)
+    dy = rng.standard_normal((B, T, 2 * H))
+    return x, x_bad, lengths, stack, dy
+
+
+def run_all(x, params, lengths, dy, **kwargs):
+    kwargs = dict(lengths=lengths, check_finite=False, **kwargs)
+    y, (h_n, c_n), cache = nblstm.lstm_forward(x, params, **kwargs)
+    y_inf, (h_inf, c_inf) = nblstm.lstm(x, params, **kwargs)
+    g = nblstm.lstm_backward(cache, dy=dy, dh_n=np.ones_like(h_n))
+    out = {"y": y, "h_n": h_n, "c_n": c_n, "y(lstm)": y_inf, "h_n(lstm)": h_inf,
+           "c_n(lstm)": c_inf, "dx": g.dx, "dh0": g.dh0, "dc0": g.dc0}
+    params_list = [params] if isinstance(params, nblstm.LSTMParams) else None
+    grads = [g.dparams] if params_list else [p for layer in g.dparams for p in layer]
+    for k, p in enumerate(grads):
+        for field, a in zip(p._fields, p):
+            out[f"d{field}[{k}]"] = a
+    return {name: np.asarray(a) for name, a in out.items()}
+
+
+def assert_same(got, want):
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("fill", list(FILLS))
+@pytest.mark.parametrize("path", cpu.PATHS)
+def test_padding_never_reaches_a_result(cpu_config, path, fill):
+    cpu_config.path = path
+    x, x_bad, lengths, stack, dy = padded_problem(FILLS[fill])
+    x_before = x_bad.copy()
+    want = run_all(x, stack, lengths, dy)
+    with np.errstate(all="raise"):                    # and no floating-point warning
+        got = run_all(x_bad, stack, lengths, dy)
+    assert_same(got, want)
+    assert all(np.isfinite(a).all() for a in got.values())
+    np.testing.assert_array_equal(x_bad, x_before)    # the input is left as it was
+
+
+@pytest.mark.parametrize("path", cpu.PATHS)
+def test_padding_one_layer_reverse_and_time_major(cpu_config, path):
+    """The single-layer API (the issue's example) and a reversed, time-major call."""
+    cpu_config.path = path
+    p = nblstm.init_params(2, 3, seed=0)
+    x = np.ones((1, 4, 2))
+    x[0, 2:] = 0.0
+    x_bad = x.copy()
+    x_bad[0, 2:] = np.nan
+    for kwargs in ({}, {"reverse": True}):
+        want = run_all(x, p, [2], np.ones((1, 4, 3)), **kwargs)
+        got = run_all(x_bad, p, [2], np.ones((1, 4, 3)), **kwargs)
+        assert_same(got, want)
+    xt, xt_bad = x.swapaxes(0, 1).copy(), x_bad.swapaxes(0, 1).copy()
+    for reverse in (False, True):
+        outs = [nblstm.lstm_forward(a, p, lengths=[2], time_major=True, reverse=reverse,
+                                    check_finite=False) for a in (xt, xt_bad)]
+        grads = [nblstm.lstm_backward(o[2], dy=np.ones((4, 1, 3))) for o in outs]
+        np.testing.assert_array_equal(grads[1].dparams.W_ih, grads[0].dparams.W_ih)
+        np.testing.assert_array_equal(outs[1][0], outs[0][0])
