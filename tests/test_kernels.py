@@ -19,6 +19,9 @@ def _dispatchers():
         for attr, obj in vars(module).items():
             if isinstance(obj, CPUDispatcher):
                 found[f"{name}.{attr}"] = obj
+            elif isinstance(obj, _jit.ParallelKernel):    # a parallel driver and its serial twin
+                found[f"{name}.{attr}"] = obj.parallel
+                found[f"{name}.{attr}(serial)"] = obj.serial
     return found
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nblstm
+import nblstm.cpu  # noqa: F401 - nblstm.cpu.PATHS below; the package does not import it
 
 ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
 
@@ -115,11 +116,13 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _run_worker(tmp_path, mode, name, threads):
+def _run_worker(tmp_path, mode, name, threads, layer=None):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ)
     env["NUMBA_NUM_THREADS"] = str(threads)
+    if layer is not None:
+        env["NUMBA_THREADING_LAYER"] = layer
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     prefix = tmp_path / name
     proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", str(script), mode, str(prefix)],
@@ -157,3 +160,18 @@ def test_bitwise_identical_across_thread_counts(runs):
 def test_concurrent_python_threads(runs):
     report = [line for line in runs["t2"][1] if line.startswith("thread ")]
     assert not report, "\n".join(report[:20])
+
+
+def test_concurrent_python_threads_under_the_workqueue_layer(tmp_path, runs):
+    """workqueue aborts a process with two threads in parallel regions at once (issue 12).
+
+    numba falls back to it where neither TBB nor OpenMP is found; 4 Python
+    threads must still get the serial run's results, bitwise.
+    """
+    results, report = _run_worker(tmp_path, "threads", "wq", 2, layer="workqueue")
+    assert "numba_threads=2" in report
+    threads = [line for line in report if line.startswith(("thread ", "not repeatable"))]
+    assert not threads, "\n".join(threads[:20])
+    serial = runs["t1"][0]
+    mismatches = [k for k in serial.files if not np.array_equal(results[k], serial[k])]
+    assert not mismatches, "workqueue differs from NUMBA_NUM_THREADS=1 in:\n" + "\n".join(mismatches)
