@@ -52,6 +52,7 @@ def array(name, a, backend):
     """The backend's array view of ``a``, with a real numeric dtype."""
     if a is None:
         fail(name, "an array", "None", TypeError)
+    not_masked(name, a)
     try:
         arr = backend.asarray(a)
     except (TypeError, ValueError) as exc:
@@ -60,9 +61,16 @@ def array(name, a, backend):
     return arr
 
 
+def not_masked(name, a):
+    """Refuse a masked array, as scipy.linalg does: its values under the mask would be used."""
+    if isinstance(a, np.ma.MaskedArray):
+        fail(name, "a plain array (masked arrays are not supported: pass lengths for padded "
+             "steps, or fill the masked values yourself)", "numpy.ma.MaskedArray", TypeError)
+
+
 def layer_params(name, p, backend):
     """Validate one LSTMParams; returns (W_ih, W_hh, b) arrays and (I, H)."""
-    if not (isinstance(p, LSTMParams) or (isinstance(p, tuple) and len(p) == 3)):
+    if not (isinstance(p, LSTMParams) or (isinstance(p, (tuple, list)) and len(p) == 3)):
         fail(name, "LSTMParams(W_ih, W_hh, b)", type(p).__name__, TypeError)
     W_ih, W_hh, b = (array(f"{name}.{field}", a, backend) for field, a in zip(LSTMParams._fields, p))
     if W_hh.ndim != 2 or W_hh.shape[0] != 4 * W_hh.shape[1] or W_hh.shape[1] == 0:
@@ -87,8 +95,11 @@ def stack(params, backend):
         True when ``params`` was one LSTMParams (results are not stacked).
     input_size, hidden_size, num_directions : int
     """
+    # three arrays, in a tuple or a list, are one layer: a layer of a stack is a tuple
+    # of LSTMParams, which has no shape
     single = isinstance(params, LSTMParams) or (
-        isinstance(params, tuple) and len(params) == 3 and all(hasattr(a, "shape") for a in params))
+        isinstance(params, (tuple, list)) and len(params) == 3
+        and all(hasattr(a, "shape") for a in params))
     layers_in = ((params,),) if single else params
     if not isinstance(layers_in, (tuple, list)) or len(layers_in) == 0:
         fail("params", "LSTMParams or a non-empty sequence of layers", type(params).__name__, TypeError)
@@ -151,6 +162,7 @@ def lengths_array(lengths, B, T, unbatched):
         return None
     if hasattr(lengths, "__cuda_array_interface__") and not isinstance(lengths, np.ndarray):
         lengths = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else np.asarray(lengths.cpu())
+    not_masked("lengths", lengths)
     try:
         arr = np.asarray(lengths)
     except (TypeError, ValueError):

@@ -46,6 +46,7 @@ def _array(value, name):
         if str(getattr(value, "dtype", "")) == "torch.bfloat16":
             value = value.float()
         value = value.numpy()
+    _validate.not_masked(name, value)
     a = np.array(value, copy=True)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")

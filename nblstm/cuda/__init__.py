@@ -10,6 +10,8 @@ Tuning knobs (block sizes, thresholds) live in :data:`config` and are read by
 host code at every call, never by kernels (numba freezes globals at compile
 time); tests shrink them so that several blocks and both recurrence paths run.
 """
+import importlib.util
+
 from .config import config
 
 __all__ = ["available", "require", "config"] + [
@@ -35,6 +37,11 @@ def available():
         Empty if ``ok``; otherwise says what is missing: the numba-cuda package
         (with the ``pip install`` line) or a GPU / driver.
     """
+    # numba 0.68 still ships a deprecated numba.cuda of its own, which imports (and
+    # under NUMBA_ENABLE_CUDASIM=1 even reports a device) without numba-cuda, but
+    # lacks what the kernels use: ask for the numba-cuda package itself
+    if importlib.util.find_spec("numba_cuda") is None:
+        return False, f"numba-cuda is not installed; {INSTALL_HINT}"
     try:
         from numba import cuda
     except ImportError as exc:  # numba itself or the numba-cuda target is missing
