@@ -179,32 +179,50 @@ def from_torch(module_or_state_dict):
     return _pack(layers)
 
 
-def to_torch_state_dict(params):
+def to_torch_state_dict(params, *, bias=True):
     """nblstm parameters as a ``torch.nn.LSTM`` state dict of NumPy arrays.
 
     Parameters
     ----------
     params : LSTMParams or tuple of tuples of LSTMParams
         One layer, or a stack ``stack[l][d]``.
+    bias : bool
+        Whether the torch module has biases (``nn.LSTM(..., bias=False)``
+        has none, and its ``load_state_dict`` refuses bias keys).
 
     Returns
     -------
     dict of str to ndarray
         Torch's keys in torch's order: per layer ``k`` and direction (forward,
         then ``_reverse``) ``weight_ih_l{k}`` (4H, I), ``weight_hh_l{k}``
-        (4H, H), ``bias_ih_l{k}`` = b and ``bias_hh_l{k}`` = 0 (4H,). Load it
-        into ``nn.LSTM(I, H, num_layers=L, bidirectional=D == 2)`` with
+        (4H, H) and, with ``bias``, ``bias_ih_l{k}`` = b and ``bias_hh_l{k}`` = 0
+        (4H,). Load it into ``nn.LSTM(I, H, num_layers=L, bidirectional=D == 2,
+        bias=bias)`` with
         ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
+
+    Raises
+    ------
+    ValueError
+        With ``bias=False``, if any layer's ``b`` is not all zeros (the module
+        would compute another function).
+    TypeError
+        If ``bias`` is not a bool.
     """
-    layers, _ = _as_layers(params)
+    bias = _validate.flag("bias", bias)
+    layers, single = _as_layers(params)
     sd = {}
     for k, layer in enumerate(layers):
         for d, p in enumerate(layer):
             suffix = f"_l{k}" + ("_reverse" if d else "")
             sd["weight_ih" + suffix] = np.array(p.W_ih, copy=True)
             sd["weight_hh" + suffix] = np.array(p.W_hh, copy=True)
-            sd["bias_ih" + suffix] = np.array(p.b, copy=True)
-            sd["bias_hh" + suffix] = np.zeros_like(p.b)
+            if bias:
+                sd["bias_ih" + suffix] = np.array(p.b, copy=True)
+                sd["bias_hh" + suffix] = np.zeros_like(p.b)
+            elif np.any(np.asarray(p.b) != 0):
+                name = "params.b" if single else f"params[{k}][{d}].b"
+                raise ValueError(f"{name}: expected all zeros with bias=False (the torch module "
+                                 f"has no bias), got {np.count_nonzero(p.b)} nonzero values")
     return sd
 
 
@@ -212,28 +230,67 @@ def to_torch_state_dict(params):
 # Keras
 # ---------------------------------------------------------------------------
 
+#: Keras LSTM settings that change the function computed, and the value nblstm computes
+_KERAS_FUNCTION = {"activation": "tanh", "recurrent_activation": "sigmoid", "go_backwards": False}
+
+
+def _keras_layer_weights(layer):
+    """The weight list of a Keras LSTM layer object, after checking its config (duck-typed)."""
+    config = layer.get_config()
+    for option, expected in _KERAS_FUNCTION.items():
+        got = config.get(option, expected)
+        if got != expected:
+            hint = " (run the sequence reversed instead: nblstm's reverse=True)" \
+                if option == "go_backwards" else ""
+            raise ValueError(f"layer.{option}: expected {expected!r}, the function nblstm "
+                             f"computes, got {got!r}{hint}")
+    weights = list(layer.get_weights())
+    if not weights:
+        raise ValueError("layer: expected a built Keras LSTM layer with weights, got one with none "
+                         "(call it on an input or build it first)")
+    expected_count = 3 if config.get("use_bias", True) else 2
+    if len(weights) != expected_count:
+        raise ValueError(f"layer: expected {expected_count} weight arrays (kernel, recurrent_kernel"
+                         f"{', bias' if expected_count == 3 else ''}), got {len(weights)}")
+    return weights
+
+
 def from_keras(weights):
-    """Weights of a Keras ``LSTM`` layer (``layer.get_weights()``) as LSTMParams.
+    """Weights of a Keras ``LSTM`` layer as LSTMParams.
 
     Parameters
     ----------
-    weights : sequence of 2 or 3 arrays
-        ``kernel`` (I, 4H), ``recurrent_kernel`` (H, 4H) and, unless the layer
-        has ``use_bias=False``, ``bias`` (4H,); gate blocks i, f, c, o (the
-        same order as nblstm). The layer must use the default activations
-        (tanh, sigmoid).
+    weights : Keras LSTM layer, or sequence of 2 or 3 arrays
+        The layer object itself (anything with Keras's ``get_config`` and
+        ``get_weights``; keras is not imported), whose config is checked, or
+        its ``layer.get_weights()``: ``kernel`` (I, 4H), ``recurrent_kernel``
+        (H, 4H) and, unless the layer has ``use_bias=False``, ``bias`` (4H,);
+        gate blocks i, f, c, o (the same order as nblstm). A weight list
+        cannot be checked: its layer must use the default activations (tanh,
+        sigmoid).
 
     Returns
     -------
     LSTMParams
         ``W_ih = kernel.T`` (4H, I), ``W_hh = recurrent_kernel.T`` (4H, H),
         ``b = bias`` (4H,), fresh C-contiguous arrays.
+
+    Raises
+    ------
+    ValueError
+        For a layer whose ``activation`` is not tanh, ``recurrent_activation``
+        not sigmoid, or ``go_backwards`` set (another function), an unbuilt
+        layer, or weights of the wrong number or shapes.
+    TypeError
+        For weights that are not real numeric arrays (or are masked).
     """
+    if hasattr(weights, "get_weights") and hasattr(weights, "get_config"):
+        weights = _keras_layer_weights(weights)
     if not isinstance(weights, (list, tuple)) or len(weights) not in (2, 3):
         got = f"{type(weights).__name__} of length {len(weights)}" if hasattr(weights, "__len__") \
             else type(weights).__name__
-        raise ValueError(f"weights: expected [kernel, recurrent_kernel, bias] or [kernel, recurrent_kernel], "
-                         f"got {got}")
+        raise ValueError(f"weights: expected [kernel, recurrent_kernel, bias] or "
+                         f"[kernel, recurrent_kernel] or a Keras LSTM layer, got {got}")
     kernel = _array(weights[0], "kernel")
     recurrent = _array(weights[1], "recurrent_kernel")
     if recurrent.ndim != 2 or recurrent.shape[1] != 4 * recurrent.shape[0]:

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
+import nblstm
 from nblstm import reference
 from nblstm.interop import from_keras, from_onnx, from_torch, to_keras, to_onnx, to_torch_state_dict
 from nblstm.params import LSTMParams, init_params, init_stack
@@ -478,3 +479,76 @@ def test_torch_swapped_gates_detected():
     assert np.allclose(reference.lstm_forward(x, p)[0], y_t, rtol=1e-12, atol=1e-14)
     for a, b in itertools.combinations(range(4), 2):
         assert not np.allclose(reference.lstm_forward(x, _swap(p, a, b))[0], y_t, rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------
+# issue 12: every configuration of the other side
+# ---------------------------------------------------------------------------
+
+def test_to_torch_state_dict_without_bias_loads_into_a_biasless_module():
+    torch = pytest.importorskip("torch")
+    module = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, bias=False).double()
+    params = from_torch(module)
+    sd = to_torch_state_dict(params, bias=False)
+    assert not [k for k in sd if k.startswith("bias")]
+    target = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, bias=False).double()
+    target.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})    # strict
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    with torch.no_grad():
+        want = target(torch.from_numpy(x).transpose(0, 1))[0].transpose(0, 1).numpy()
+    np.testing.assert_allclose(nblstm.lstm(x, params)[0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_to_torch_state_dict_without_bias_refuses_a_nonzero_bias():
+    stack = nblstm.init_stack(3, 4, num_layers=2, seed=0)
+    stack = (stack[0], (stack[1][0]._replace(b=np.zeros(16)),))
+    with pytest.raises(ValueError, match=r"^params\[0\]\[0\]\.b: expected all zeros with bias=False"):
+        to_torch_state_dict(stack, bias=False)
+    one = nblstm.init_params(3, 4, seed=0)
+    with pytest.raises(ValueError, match=r"^params\.b: expected all zeros"):
+        to_torch_state_dict(one, bias=False)
+    with pytest.raises(TypeError, match="^bias: expected a bool"):
+        to_torch_state_dict(one, bias="no")
+    assert "bias_ih_l0" in to_torch_state_dict(one)
+
+
+class KerasLikeLSTM:
+    """The two methods of a Keras LSTM layer that from_keras reads (keras is not installed here)."""
+
+    def __init__(self, weights, **config):
+        self._weights = weights
+        self._config = dict(units=weights[1].shape[0] if weights else 4, activation="tanh",
+                            recurrent_activation="sigmoid", use_bias=True, go_backwards=False,
+                            return_sequences=True)
+        self._config.update(config)
+
+    def get_config(self):
+        return dict(self._config)
+
+    def get_weights(self):
+        return list(self._weights)
+
+
+def test_from_keras_takes_the_layer_and_checks_its_config():
+    p = nblstm.init_params(3, 4, seed=0)
+    weights = to_keras(p)
+    _assert_params_equal(from_keras(KerasLikeLSTM(weights)), p)
+    _assert_params_equal(from_keras(KerasLikeLSTM(weights[:2], use_bias=False)), p._replace(b=np.zeros(16)))
+    for option, value in [("activation", "relu"), ("recurrent_activation", "hard_sigmoid"),
+                          ("go_backwards", True)]:
+        with pytest.raises(ValueError, match=rf"^layer\.{option}: expected"):
+            from_keras(KerasLikeLSTM(weights, **{option: value}))
+    with pytest.raises(ValueError, match="^layer: expected a built Keras LSTM layer"):
+        from_keras(KerasLikeLSTM([]))
+
+
+def test_from_keras_with_a_real_keras_layer():
+    keras = pytest.importorskip("keras")
+    layer = keras.layers.LSTM(4, activation="relu")
+    layer.build((None, 5, 3))
+    with pytest.raises(ValueError, match=r"^layer\.activation: expected 'tanh'"):
+        from_keras(layer)
+    layer = keras.layers.LSTM(4, return_sequences=True)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype("float32")
+    want = np.asarray(layer(x))
+    np.testing.assert_allclose(nblstm.lstm(x, from_keras(layer))[0], want, rtol=1e-5, atol=1e-6)
