@@ -30,6 +30,7 @@ BATCH = 32
 LEARNING_RATE = 0.01
 CLIP_NORM = 1.0
 N_TEST = 2000
+GRAD_CHECK_BATCH = 8
 
 
 def adding_problem(rng, batch, seq_len):
@@ -103,8 +104,16 @@ def _progress(steps):
 
 
 class _PlainProgress:
-    def __init__(self, steps):
+    """One line rewritten in place on a terminal; whole lines (every 10 %) in a log file or pipe.
+
+    A carriage return turns a log file into one long line, so it is used only on a tty.
+    """
+
+    def __init__(self, steps, stream=None):
         self.steps, self.n, self.loss, self.t0, self.shown = steps, 0, float("nan"), time.perf_counter(), -1
+        self.stream = sys.stdout if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.in_place = bool(isatty and isatty())
 
     def set_loss(self, loss):
         self.loss = loss
@@ -112,24 +121,40 @@ class _PlainProgress:
     def update(self, k=1):
         self.n += k
         percent = 100 * self.n // self.steps
-        if percent != self.shown and (percent % 5 == 0 or self.n == self.steps):
+        every = 5 if self.in_place else 10
+        if percent != self.shown and (percent % every == 0 or self.n == self.steps):
             self.shown = percent
-            print(f"\rtraining: {self.n}/{self.steps} steps ({percent:3d}%), loss {self.loss:.4f}, "
-                  f"{time.perf_counter() - self.t0:.1f} s", end="", flush=True)
+            line = (f"training: {self.n}/{self.steps} steps ({percent:3d}%), loss {self.loss:.4f}, "
+                    f"{time.perf_counter() - self.t0:.1f} s")
+            if self.in_place:
+                print("\r" + line, end="", file=self.stream, flush=True)
+            else:
+                print(line, file=self.stream, flush=True)
 
     def close(self):
-        print(flush=True)
+        if self.in_place:
+            print(file=self.stream, flush=True)
 
 
 def _warm_up(hidden):
-    """Run every kernel once; say "compiling" if that takes long (the first run, before numba's cache)."""
+    """Run every kernel the demo will run once; say "compiling" if that takes long.
+
+    The first run, before numba's cache, compiles. The kernels depend on the
+    batch size (``nblstm.cpu.choose_path``) and not on T, so the warm-up runs
+    the training batch, the gradient check's and the test set's on 3 steps:
+    then the notice covers all the compiling.
+    """
     done = threading.Event()
     errors = []
 
     def work():
         try:
-            x, target = adding_problem(np.random.default_rng(0), 2, 3)
-            loss_and_grad(init_params(2, hidden, seed=0), np.zeros(hidden), np.zeros(()), x, target)
+            rng = np.random.default_rng(0)
+            params = init_params(2, hidden, seed=0)
+            for batch in (BATCH, GRAD_CHECK_BATCH):
+                x, target = adding_problem(rng, batch, 3)
+                loss_and_grad(params, np.zeros(hidden), np.zeros(()), x, target)
+            _api.lstm(adding_problem(rng, N_TEST, 3)[0], params)
         except BaseException as exc:              # re-raised in the main thread
             errors.append(exc)
         finally:
@@ -223,7 +248,7 @@ def main(argv=None):
     print(f"time: {elapsed:.1f} s for {args.steps} training steps ({1e3 * elapsed / args.steps:.1f} ms per step)")
 
     # gradient check: the backward pass against central differences of the loss on one batch
-    x, target = adding_problem(np.random.default_rng([args.seed, 2]), 8, T)
+    x, target = adding_problem(np.random.default_rng([args.seed, 2]), GRAD_CHECK_BATCH, T)
     result = check_grad(lambda p, w, c: loss_and_grad(p, w, c, x, target)[0],
                         lambda p, w, c: loss_and_grad(p, w, c, x, target)[1],
                         (params, w, c), directions=4, seed=args.seed)

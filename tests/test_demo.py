@@ -71,3 +71,56 @@ def test_demo_says_compiling_on_first_run(tmp_path):
     assert compiling, proc.stdout
     assert lines[compiling[0] + 1].startswith("compiled in ")
     assert any(tmp_path.rglob("*.nbi"))                     # ... and numba cached them
+
+
+def test_warm_up_covers_every_kernel_the_run_uses(monkeypatch):
+    """The "compiling" notice covers all the compiling: nothing new compiles after the warm-up.
+
+    Every CPU dispatcher's signatures are counted when the warm-up ends and
+    when the demo ends; a new one (compiled, or loaded from numba's cache) means
+    the warm-up ran other paths than the demo (issue 12: it warmed up on a batch
+    of 2, and the batch of 32 compiled silently inside the first training steps).
+    """
+    import io
+
+    from nblstm import __main__ as demo
+    from nblstm import _jit
+
+    def signatures():
+        return {id(d): len(d.signatures) for d in _jit.REGISTRY}
+
+    seen = {}
+    warm_up = demo._warm_up
+
+    def recording_warm_up(hidden):
+        warm_up(hidden)
+        seen["after_warm_up"] = signatures()
+
+    monkeypatch.setattr(demo, "_warm_up", recording_warm_up)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(demo, "_progress", demo._PlainProgress)
+    monkeypatch.setattr(demo, "N_TEST", 64)
+    assert demo.main(["--steps", "2", "--seq-len", "5", "--hidden", "3"]) == 0
+    after = signatures()
+    grew = [d.py_func.__name__ for d in _jit.REGISTRY if after[id(d)] != seen["after_warm_up"][id(d)]]
+    assert not grew, f"compiled after the warm-up: {grew}"
+
+
+def test_plain_progress_writes_whole_lines_to_a_log(monkeypatch):
+    """Without a terminal, no carriage returns: a log file gets one line per 10 %."""
+    import io
+
+    from nblstm import __main__ as demo
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", log)         # not a tty, like a log file
+    progress = demo._PlainProgress(20)
+    for _ in range(20):
+        progress.set_loss(0.5)
+        progress.update(1)
+    progress.close()
+    text = log.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("training: 20/20 steps (100%)")
+    assert text.endswith("\n")
