@@ -3,7 +3,8 @@
 With ``check_finite=False``, NaN, +-Inf or a huge finite value at padded steps
 of x must give exactly the outputs and gradients of the same call with zeros
 there, on every CPU path, in every layer and direction of a stack, forward and
-backward. The CUDA twin is tests/cuda/test_api.py::test_padding_never_reaches_a_result.
+backward; the same for dy at padded steps. The CUDA twin is
+tests/cuda/test_api.py::test_padding_never_reaches_a_result.
 """
 import dataclasses
 
@@ -64,10 +65,13 @@ def assert_same(got, want):
 def test_padding_never_reaches_a_result(cpu_config, path, fill):
     cpu_config.path = path
     x, x_bad, lengths, stack, dy = padded_problem(FILLS[fill])
+    dy_bad = dy.copy()                                # dy at padded steps is ignored too
+    for b, n in enumerate(lengths):
+        dy[b, n:], dy_bad[b, n:] = 0.0, FILLS[fill]
     x_before = x_bad.copy()
     want = run_all(x, stack, lengths, dy)
     with np.errstate(all="raise"):                    # and no floating-point warning
-        got = run_all(x_bad, stack, lengths, dy)
+        got = run_all(x_bad, stack, lengths, dy_bad)
     assert_same(got, want)
     assert all(np.isfinite(a).all() for a in got.values())
     np.testing.assert_array_equal(x_bad, x_before)    # the input is left as it was
