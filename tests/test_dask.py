@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import doctest
 import functools
+import importlib.util
 import os
 import pathlib
 import pickle
@@ -29,6 +30,7 @@ import nblstm.dask as nd
 
 RTOL = 1e-13
 WORKTREE = pathlib.Path(nblstm.__file__).resolve().parent
+EXAMPLES = WORKTREE.parent / "examples"
 
 
 # --- module-level functions: workers import them from this module by name ---------
@@ -381,6 +383,15 @@ def test_cluster_lstm_and_map_grad(client, deadline):
     # Dask's nanny gives each worker OMP_NUM_THREADS=1, so one thread per task
     v, g = nd.map_grad(thread_settings, np.zeros(1), arrays[0])
     assert (v, g[0]) == (4.0, 4.0)
+
+
+def test_cluster_example_fit(client, deadline):
+    spec = importlib.util.spec_from_file_location("example_dask_fit", EXAMPLES / "dask_fit.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result, losses, _, whole = example.fit(batch=48, seq_len=12, hidden=4, block=16, maxiter=10)
+    assert_close(result.fun, whole, 1e-12, "loss")
+    assert len(losses) == result.nit and losses[-1] < 0.7 * losses[0]
 
 
 def test_cluster_worker_death_costs_a_retry(client, deadline, tmp_path):
