@@ -16,7 +16,8 @@ Each cluster is a ``LocalCluster(n_workers=n, threads_per_worker=1,
 processes=True)``; the data are persisted on it before timing, the kernels
 loaded by one untimed run. The baseline runs in this process with numba's
 default threads (all cores) and is timed in the same run, before each cluster
-starts (no idle workers around it). A second baseline runs the same blocks one
+starts (no idle workers around it). Dask's task stream gives the median compute
+time of one nblstm task and the seconds spent moving data between workers. A second baseline runs the same blocks one
 after the other in this process (a loop of nblstm calls, all cores each): the
 difference between it and Dask is Dask's own cost, the difference between it and
 the one call is what the block size alone changes (nblstm picks its CPU path
@@ -55,6 +56,18 @@ def readout_loss(theta, x, target, *, unravel):
     grads = nblstm.lstm_backward(cache, dy=2 * err @ W_out)
     dW_out = 2 * err.reshape(-1, err.shape[-1]).T @ y.reshape(-1, y.shape[-1])
     return np.sum(err ** 2), nblstm.ravel((grads.dparams, dW_out))[0]
+
+
+def task_costs(records, prefix, runs):
+    """Median compute time of the nblstm tasks, and seconds of data transfers per run."""
+    compute, transfer = [], 0.0
+    for r in records:
+        for s in r["startstops"]:
+            if s["action"] == "compute" and prefix in str(r["key"]):
+                compute.append(s["stop"] - s["start"])
+            elif s["action"] == "transfer":
+                transfer += s["stop"] - s["start"]
+    return statistics.median(compute), transfer / runs
 
 
 def median_time(fn, repeats):
@@ -118,13 +131,17 @@ def main():
                 distributed.wait(y)
                 del y
 
-            dask_inf = median_time(infer, args.repeats)
-            dask_grad = median_time(lambda xg=xg, td=td: nd.map_grad(fun, theta, xg, td), args.repeats)
+            with distributed.get_task_stream() as stream:
+                dask_inf = median_time(infer, args.repeats)
+            inf_tasks = task_costs(stream.data, "nblstm-step", args.repeats + 1)
+            with distributed.get_task_stream() as stream:
+                dask_grad = median_time(lambda xg=xg, td=td: nd.map_grad(fun, theta, xg, td), args.repeats)
+            grad_tasks = task_costs(stream.data, "nblstm-grad", args.repeats + 1)
             v_ref, g_ref = fun(theta, x, target)
             v, g = nd.map_grad(fun, theta, xg, td)
             assert abs(v - v_ref) <= 1e-12 * abs(v_ref) and np.allclose(g, g_ref, rtol=1e-10, atol=1e-10 * np.abs(g_ref).max())
-        rows.append((n_workers, "inference", base_inf[0], loop_inf[0], dask_inf[0]))
-        rows.append((n_workers, "map_grad", base_grad[0], loop_g[0], dask_grad[0]))
+        rows.append((n_workers, "inference", base_inf[0], loop_inf[0], dask_inf[0], *inf_tasks))
+        rows.append((n_workers, "map_grad", base_grad[0], loop_g[0], dask_grad[0], *grad_tasks))
         for name, m in (("one call", base_inf), ("loop", loop_inf), ("dask", dask_inf),
                         ("grad one call", base_grad), ("grad loop", loop_g), ("map_grad", dask_grad)):
             print(f"{n_workers} worker(s) {name}: " + " ".join(f"{s:.3f}" for s in m[1]), flush=True)
@@ -142,11 +159,13 @@ def main():
          f"{B} sequences, (T, I, H) = ({T}, {I}, {H}), float64, chunks of {CHUNKS[0]} sequences "
          f"(inference also {CHUNKS[1]} steps); workers with 1 thread each; median of {args.repeats}."),
         "",
-        "| workers | job | one call (s) | blocks in a loop (s) | Dask (s) | Dask / one call | Dask / loop |",
-        "|---|---|---|---|---|---|---|",
+        ("| workers | job | one call (s) | blocks in a loop (s) | Dask (s) | Dask / one call | Dask / loop "
+         "| median task (ms) | transfers per run (s) |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {n} | {job} | {b:.3f} | {lp:.3f} | {d:.3f} | {d / b:.2f} | {d / lp:.2f} |"
-              for n, job, b, lp, d in rows]
+    lines += [f"| {n} | {job} | {b:.3f} | {lp:.3f} | {d:.3f} | {d / b:.2f} | {d / lp:.2f} "
+              f"| {1e3 * task:.1f} | {xfer:.3f} |"
+              for n, job, b, lp, d, task, xfer in rows]
     lines += ["", MARK_END]
     table = "\n".join(lines)
     print(table)
