@@ -434,8 +434,8 @@ def map_grad(fun, theta, *arrays, split_every=8, threads=None):
         along axis 0 or in more than one chunk along another axis, 0-d arrays,
         ``split_every`` < 2. When computed: a gradient of the wrong shape.
     TypeError
-        ``fun`` not callable, an argument that is not a dask array, ``fun``
-        not returning a pair.
+        ``fun`` not callable, a complex or non-numeric ``theta``, an argument
+        that is not a dask array, ``fun`` not returning a pair.
 
     See Also
     --------
@@ -459,7 +459,9 @@ def map_grad(fun, theta, *arrays, split_every=8, threads=None):
     """
     if not callable(fun):
         v.fail("fun", "a callable", type(fun).__name__, TypeError)
-    theta = np.array(theta, dtype=np.float64)
+    theta = np.array(theta)
+    v.float_dtype("theta", theta.dtype)
+    theta = theta.astype(np.float64)
     # one array shared by every task of a threaded scheduler: no task may change it
     theta.flags.writeable = False
     split_every = v.index("split_every", split_every)

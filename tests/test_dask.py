@@ -320,6 +320,8 @@ def test_map_grad_bad_input_raises_before_any_task():
         nd.map_grad(fun, theta, xb, target, np.zeros(24))
     with pytest.raises(TypeError, match=r"fun: expected a callable"):
         nd.map_grad(None, theta, xb)
+    with pytest.raises(TypeError, match=r"theta: expected a real numeric array"):
+        nd.map_grad(fun, theta + 0j, xb)
     with pytest.raises(ValueError, match=r"arrays: expected at least one dask array"):
         nd.map_grad(fun, theta)
     with pytest.raises(ValueError, match=r"split_every: expected an integer >= 2"):
