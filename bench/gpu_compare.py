@@ -127,7 +127,7 @@ def bench_case(torch, timer, mode, B, T, H):
     import nblstm
     from numba import cuda
 
-    from nblstm.cuda import forward, recurrence
+    from nblstm.cuda import forward, plan
 
     I = H
     module = torch_lstm(torch, I, H, seed=B + T + H)
@@ -170,7 +170,7 @@ def bench_case(torch, timer, mode, B, T, H):
     finally:
         torch.backends.cudnn.allow_tf32 = prev
     # which recurrence path nblstm took (forward kernel, this shape)
-    fp = recurrence.plan(H, B, 4, 4, forward._forward_persistent_kernel, _fwd_args(B, T, H))
+    fp = plan.plan(H, B, 4, 4, forward._forward_persistent_kernel, _fwd_args(B, T, H))
     row["path"] = ("persistent" if fp.persistent else "per-step") + \
         f" U={fp.units} blocks={fp.blocks} thr={fp.threads} S={fp.lanes} W_hh in " + \
         ("smem" if fp.w_shared else "global")

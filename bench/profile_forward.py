@@ -6,8 +6,8 @@ import time, statistics, sys
 import numpy as np
 import nblstm
 from nblstm.cpu import forward as fw
-from nblstm.cpu._blas import gemm
-from nblstm._jit import kernel
+from nblstm.cpu.matmul import gemm
+from nblstm.cpu._jit import kernel
 def med(f, n=7):
     f(); ts=[]
     for _ in range(n):

@@ -14,9 +14,9 @@ simulator runs):
   LLVM vectorises the gate loops: numba's ``math.exp`` is a scalar libm call,
   and it made the element-wise gate update cost as much as the matrix products.
 
-sigmoid and tanh are built on exp(-|z|), which cannot overflow. Derivatives are
-written in terms of the activation's *output*, which is what the forward pass
-stores:
+sigmoid and tanh are built on exp(-|z|), which cannot overflow. The backward
+step :func:`cell_backward` writes the derivatives in terms of the activation's
+*output*, which is what the forward pass stores:
 
 .. math::
 
@@ -122,11 +122,29 @@ def tanh(z):
     return t if z >= 0 else -t
 
 
-def dsigmoid_from_output(s):
-    """d sigma/dz given s = sigma(z)."""
-    return s * (one_like(s) - s)
+def cell_backward(dh, dc, i, f, g, o, c_prev, tanh_c):
+    """One unit's step of BPTT through the gates and the cell update.
 
+    Given dL/dh_t (``dh``, what y_t and step t+1 send back), dL/dc_t from step
+    t+1 (``dc``), the step's activations i, f, g, o, c_{t-1} and tanh(c_t):
 
-def dtanh_from_output(t):
-    """d tanh/dz given t = tanh(z)."""
-    return one_like(t) - t * t
+    .. math::
+
+        \\bar c &= dc + dh\\, o\\, (1 - \\tanh^2 c_t) \\\\
+        dz_i &= \\bar c\\, g\\, \\sigma'(z_i), \\quad dz_f = \\bar c\\, c_{t-1}\\, \\sigma'(z_f), \\quad
+        dz_g = \\bar c\\, i\\, \\tanh'(z_g), \\quad dz_o = dh \\tanh(c_t)\\, \\sigma'(z_o) \\\\
+        dc_{t-1} &= \\bar c\\, f
+
+    Returns
+    -------
+    dz_i, dz_f, dz_g, dz_o, dc_prev : float
+        In the type of the arguments. Both backends' backward kernels call
+        this, so their arithmetic is the same term by term.
+    """
+    one = one_like(dh)
+    dc_t = dc + dh * o * (one - tanh_c * tanh_c)
+    return (dc_t * g * (i * (one - i)),
+            dc_t * c_prev * (f * (one - f)),
+            dc_t * i * (one - g * g),
+            dh * tanh_c * (o * (one - o)),
+            dc_t * f)

@@ -178,7 +178,7 @@ def test_every_tiling_equals_the_serial_loop(cpu_config, monkeypatch, row_block,
     cpu_config.path = "serial"
     want = run_api(p, reverse=True)
     cpu_config.path = "tiles"
-    monkeypatch.setattr(cpu, "_tiling", lambda B, H: (row_block, unit_block, row_groups))
+    monkeypatch.setattr(cpu.plan, "tiling", lambda B, H: (row_block, unit_block, row_groups))
     got = run_api(p, reverse=True)
     want_arrays = all_arrays(*want)
     for name, a in all_arrays(*got).items():

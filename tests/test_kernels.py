@@ -6,7 +6,7 @@ import pathlib
 from numba.core.registry import CPUDispatcher
 
 import nblstm
-from nblstm import _jit
+from nblstm.cpu import _jit
 
 CPU_DIR = pathlib.Path(nblstm.__file__).parent / "cpu"
 CPU_MODULES = [f"nblstm.cpu.{p.stem}" for p in sorted(CPU_DIR.glob("*.py")) if p.stem != "__init__"]
@@ -26,11 +26,11 @@ def _dispatchers():
 
 
 def test_every_cpu_kernel_goes_through_the_policy():
-    """cache, error model and fastmath are set in one place (nblstm._jit)."""
+    """cache, error model and fastmath are set in one place (nblstm.cpu._jit)."""
     dispatchers = _dispatchers()
     assert len(dispatchers) >= 10
     outside = sorted(name for name, d in dispatchers.items() if d not in _jit.REGISTRY)
-    assert not outside, f"compiled without nblstm._jit.kernel: {outside}"
+    assert not outside, f"compiled without nblstm.cpu._jit.kernel: {outside}"
 
 
 def test_kernels_call_kernels_without_integer_literals():

@@ -21,13 +21,14 @@ order, so results do not depend on the thread count.
 import numpy as np
 from numba import prange
 
-from .._jit import kernel
-from . import workspace
-from ._blas import gemm
-from ._products import add_products
-from ._rows import copy_row, zero_row
-from .layout import running_rows
-from ._gates import dsigmoid_from_output, dtanh_from_output, tanh
+from .._batch import running_rows
+from . import plan, workspace
+from ._jit import kernel
+from .activations import cell_backward, tanh
+from .elementwise import copy_row, zero_row
+from .matmul import add_products, gemm
+
+__all__ = ["backward_layer"]
 
 
 @kernel
@@ -60,14 +61,10 @@ def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dh_offset, 
     dh_r = dh[r][dh_offset + j0:dh_offset + j1]
     dc_r, dy_r = dc[r, j0:j1], dy[t, r, j0:j1]
     for j in range(m):
-        tanh_c = tanh(c[j])
         dh_t = dh_r[j] + dy_r[j]                                 # h_t feeds y_t and step t+1
-        dc_t = dc_r[j] + dh_t * o[j] * dtanh_from_output(tanh_c)
-        di[j] = dc_t * g[j] * dsigmoid_from_output(i[j])         # dL/dz_i
-        df[j] = dc_t * c_prev[j] * dsigmoid_from_output(f[j])    # dL/dz_f
-        dg[j] = dc_t * i[j] * dtanh_from_output(g[j])            # dL/dz_g
-        do[j] = dh_t * tanh_c * dsigmoid_from_output(o[j])       # dL/dz_o
-        dc_r[j] = dc_t * f[j]                                    # dL/dc_{t-1}
+        # dL/dz_t [i f g o] and dL/dc_{t-1} (nblstm._math.cell_backward)
+        di[j], df[j], dg[j], do[j], dc_r[j] = cell_backward(
+            dh_t, dc_r[j], i[j], f[j], g[j], o[j], c_prev[j], tanh(c[j]))
 
 
 @kernel
@@ -318,9 +315,11 @@ def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, path, row_block, unit_block, row_groups,
-                   workspace_bytes):
-    """Gradients of one forward-direction layer; see docs/backends.md for the contract.
+                   dx, dW_ih, dW_hh, db, dh0, dc0):
+    """Gradients of one forward-direction layer (the protocol's ``backward_layer``, docs/backends.md).
+
+    Chooses the path and the tiling as :func:`nblstm.cpu.forward.forward_layer`
+    does for the same sizes, and walks the steps backwards.
 
     Parameters
     ----------
@@ -344,24 +343,16 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         Output weight gradients (overwritten).
     dh0, dc0 : ndarray, shape (B, H)
         Output dL/dh0, dL/dc0.
-    path : {"serial", "tiles", "blas"}
-        How a step runs, as in ``forward_layer``.
-    row_block, unit_block : int
-        Batch rows and hidden units per parallel tile (``path="tiles"``).
-    row_groups : int
-        If positive, run ``"tiles"`` as this many groups of whole rows, each
-        with its own loop over time (``row_block`` rows per tile, ``unit_block``
-        unused); 0 for tiles of ``unit_block`` units and a barrier every step.
-    workspace_bytes : int
-        Most bytes of each scratch array (dL/dz, h_{t-1}) kept for the next call
-        (:mod:`nblstm.cpu.workspace`).
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
+    path = plan.choose_path(B, H)
+    row_block, unit_block, row_groups = plan.tiling(B, H)
+    plan.record_pool(path)
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)
-    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype, workspace_bytes)
-    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype, workspace_bytes)
+    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
+    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
     use_blas = path == "blas"
     # dy is often a strided view of the caller's array; typed contiguous, the gate
     # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)

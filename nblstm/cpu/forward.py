@@ -2,10 +2,10 @@
 
 A serial loop over time; each step computes ``z = b + W_ih x_t + W_hh h_{t-1}``
 and the fused gate and cell update, in one of three ways (``path``, chosen by
-size in ``nblstm.cpu.choose_path``):
+size in :func:`nblstm.cpu.plan.choose_path`):
 
 - ``"tiles"``: tiles of (two batch rows, block of hidden units), each
-  computing its part of ``z`` with numba loops (``_products.add_products``),
+  computing its part of ``z`` with numba loops (``matmul.add_products``),
   then its gates. Tiles of whole rows depend on nothing but their own rows,
   so one parallel region runs a group of them per thread, each group with its
   own loop over time (``_recurrence_row_groups``); tiles of part of a row
@@ -27,13 +27,15 @@ bitwise equal.
 import numpy as np
 from numba import prange
 
-from .._jit import kernel
-from . import workspace
-from ._blas import gemm
-from ._products import add_products
-from ._rows import copy_row, zero_row
-from .layout import running_rows
-from ._gates import sigmoid, tanh
+from .._batch import running_rows
+from . import plan, workspace
+from ._jit import kernel
+from .activations import sigmoid, tanh
+from .config import config
+from .elementwise import copy_row, zero_row
+from .matmul import add_products, gemm
+
+__all__ = ["forward_layer"]
 
 
 @kernel
@@ -154,7 +156,7 @@ def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
     cells : ndarray, shape (T, B, H)
         c_t for the cache (only written when ``keep_cache``).
     row_block, unit_block : int
-        Batch rows and hidden units per tile (``nblstm.cpu._tiling``).
+        Batch rows and hidden units per tile (:func:`nblstm.cpu.plan.tiling`).
     """
     T = x.shape[0]
     H = c_state.shape[1]
@@ -302,9 +304,11 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
     flat += b
 
 
-def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                  *, path, row_block, unit_block, row_groups, chunk_elements, workspace_bytes):
-    """One forward-direction layer; see docs/backends.md for the contract.
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
+    """One forward-direction layer (the protocol's ``forward_layer``, docs/backends.md).
+
+    Chooses the path and the tiling for the sizes (:mod:`nblstm.cpu.plan`)
+    and runs the layer's steps.
 
     Parameters
     ----------
@@ -324,24 +328,12 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
         Cache of the gate activations (None for inference).
     cells : ndarray, shape (T, B, H), or None
         Cache of the cell states (None for inference).
-    path : {"serial", "tiles", "blas"}
-        How a step runs: one loop on the calling thread, parallel tiles, or a
-        BLAS product plus a serial element-wise loop (see ``nblstm.cpu.choose_path``).
-    row_block, unit_block : int
-        Batch rows and hidden units per parallel tile (``path="tiles"``).
-    row_groups : int
-        If positive, run ``"tiles"`` as this many groups of whole rows, each
-        with its own loop over time (``row_block`` rows per tile, ``unit_block``
-        unused); 0 for tiles of ``unit_block`` units and a barrier every step.
-    chunk_elements : int
-        Bound on the inference projection buffer of the ``"blas"`` path
-        (elements); training projects straight into ``gates``, and the other
-        paths need one step's ``z`` only.
-    workspace_bytes : int
-        Most bytes of that buffer kept for the next call (:mod:`nblstm.cpu.workspace`).
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
+    path = plan.choose_path(B, H)
+    row_block, unit_block, row_groups = plan.tiling(B, H)
+    plan.record_pool(path)
     h_n[...] = h0
     c_n[...] = c0
     if T == 0 or B == 0:
@@ -354,7 +346,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
     if path == "blas":
         _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
                       np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
-                      chunk_elements, workspace_bytes)
+                      config.chunk_elements)
         return
     I = x.shape[2]
     W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
@@ -376,8 +368,12 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
 
 
 def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,
-                  y, h_n, c_n, gates, cells, chunk_elements, workspace_bytes):
-    """The ``"blas"`` path: project chunks of steps with one product, then run their steps."""
+                  y, h_n, c_n, gates, cells, chunk_elements):
+    """The ``"blas"`` path: project chunks of steps with one product, then run their steps.
+
+    Inference projects ``chunk_elements`` at a time into a kept buffer
+    (:func:`nblstm.cpu.workspace.scratch`); training straight into ``gates``.
+    """
     T, B, _ = x.shape
     H = W_hh.shape[1]
     keep_cache = gates is not None
@@ -385,7 +381,7 @@ def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state
         chunk = T
     else:
         chunk = max(1, min(T, chunk_elements // max(1, B * 4 * H)))
-        buffer = workspace.scratch("projection", (chunk, B, 4 * H), x.dtype, workspace_bytes)
+        buffer = workspace.scratch("projection", (chunk, B, 4 * H), x.dtype)
     rec = np.empty((B, 4 * H), x.dtype)
     swapped = False
     for t0 in range(0, T, chunk):

@@ -1,19 +1,69 @@
-"""Moving data between the user's layout and the CPU kernels' layout."""
+"""The CPU backend's boundary: user arrays in, the kernels' (T, B, F) layout, user arrays out.
+
+The twin of :mod:`nblstm.cuda.layout`; docs/backends.md describes each
+function. For the CPU every array is a NumPy array, so most of these are thin;
+the batch permutations and the sequence reversal are numba loops.
+"""
 import numpy as np
 from numba import prange
 
-from .._jit import kernel
-from ._rows import copy_row, zero_row
+from . import plan
+from ._jit import kernel
+from .elementwise import copy_row, zero_row
+
+__all__ = ["asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims",
+           "view_internal", "empty_batch_first", "to_internal", "from_internal",
+           "finite_each", "reverse_sequences"]
 
 
-def running_rows(lengths, T):
-    """``n[t]``, the number of rows still running at step t, for t < T.
+def asarray(a):
+    """``a`` as a NumPy array (before validation)."""
+    return np.asarray(a)
 
-    The batch is sorted by length (non-increasing), so the rows with
-    ``lengths > t``, i.e. ``-lengths < -t``, are the prefix ``0 .. n[t] - 1``.
-    Returns an int64 array of shape (T,).
+
+def is_device(a):
+    """False: the CPU backend has no device memory."""
+    return False
+
+
+def as_operand(a, dtype):
+    """``a`` as a C-contiguous array of ``dtype``; no copy if it already is one (read only).
+
+    A read-only array is copied too: numba compiles every kernel again for
+    read-only argument types.
     """
-    return np.searchsorted(-lengths, -np.arange(T), side="left").astype(np.int64)
+    a = np.asarray(a)
+    if a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return copy_as(a, dtype)
+
+
+def copy_as(a, dtype):
+    """A C-contiguous copy in ``dtype`` (the cache must not see later changes to the input)."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def to_user(a, on_device=False):
+    """``a`` itself (results are NumPy arrays)."""
+    return a
+
+
+def expand_dims(a, axis):
+    """``np.expand_dims(a, axis)``."""
+    return np.expand_dims(a, axis)
+
+
+def view_internal(a, order, time_major, dtype):
+    """``a`` as a (T, B, F) view when :func:`to_internal` would only transpose, else None."""
+    if order is not None or a.dtype != np.dtype(dtype):
+        return None
+    return a if time_major else a.swapaxes(0, 1)
+
+
+def empty_batch_first(shape, dtype):
+    """A new (B, T, F) array and its (T, B, F) view, for an output the kernels write in place."""
+    a = np.empty(shape, dtype)
+    return a, a.swapaxes(0, 1)
 
 
 def to_internal(a, order, time_major, dtype):
@@ -24,13 +74,15 @@ def to_internal(a, order, time_major, dtype):
     return np.array(tm, dtype=dtype, order="C", copy=True)
 
 
-def from_internal(a, order, time_major, on_device=False, parallel=False):
+def from_internal(a, order, time_major, on_device=False):
     """Inverse of :func:`to_internal`: (T, B, F) in sorted order -> the user's layout.
 
-    ``parallel`` gathers with numba's threads: right after a numba parallel
-    region, whose workers are still spinning, the calling thread alone took
-    5x as long (0.5 ms for a float32 (100, 32, 64) y) as in isolation; right
-    after BLAS's threads ran, a numba region would wait for a core instead.
+    The gather runs on numba's threads unless BLAS's ran the last layer
+    (:func:`nblstm.cpu.plan.numba_ran_last`): whichever pool ran the layers
+    is still spinning. Right after a numba parallel region the calling thread
+    alone took 5x as long (0.5 ms for a float32 (100, 32, 64) y) as in
+    isolation; right after BLAS's threads ran, a numba region would wait for a
+    core instead (numba issue 6933).
     """
     if order is None:
         return a if time_major else np.ascontiguousarray(a.swapaxes(0, 1))
@@ -40,9 +92,14 @@ def from_internal(a, order, time_major, on_device=False, parallel=False):
     out = np.empty((T, B, F) if time_major else (B, T, F), a.dtype)
     # one pass straight into the user's layout; NumPy's scatter and then a transposing
     # copy took 2 ms a call for a float64 (100, 32, 64) y in the profile of the lengths case
-    gather = _gather_rows_parallel if parallel else _gather_rows
+    gather = _gather_rows_parallel if plan.numba_ran_last() else _gather_rows
     gather(a, inverse, out if time_major else out.swapaxes(0, 1))
     return out
+
+
+def finite_each(arrays):
+    """One bool per array: True if it holds no NaN or Inf."""
+    return [bool(np.isfinite(a).all()) for a in arrays]
 
 
 @kernel

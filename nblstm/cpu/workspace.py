@@ -1,4 +1,7 @@
-"""Scratch arrays that the CPU backend keeps from one call to the next, per thread.
+"""Where the CPU backend's arrays come from; scratch kept from one call to the next, per thread.
+
+:func:`empty`, :func:`zeros` and :func:`zeros_input` are plain NumPy
+allocations; :func:`scratch` keeps its arrays.
 
 A large array that NumPy allocates afresh is often memory new to the process:
 each of its pages faults when first written, about 1.5 µs a page on the 2-core
@@ -22,8 +25,9 @@ import math
 import numpy as np
 
 from .._perthread import PerThreadArrays
+from .config import config
 
-__all__ = ["scratch", "clear", "held_bytes"]
+__all__ = ["empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes"]
 
 _kept = PerThreadArrays()
 #: the calling thread's buffers, {(name, dtype): 1-d array}
@@ -32,7 +36,22 @@ clear = _kept.clear
 held_bytes = _kept.held_bytes
 
 
-def scratch(name, shape, dtype, limit):
+def empty(shape, dtype):
+    """An uninitialised C-contiguous array."""
+    return np.empty(shape, dtype)
+
+
+def zeros(shape, dtype):
+    """A zero-filled C-contiguous array."""
+    return np.zeros(shape, dtype)
+
+
+def zeros_input(shape, dtype):
+    """Zeros that the kernels only read (a state the user left out)."""
+    return np.zeros(shape, dtype)
+
+
+def scratch(name, shape, dtype, limit=None):
     """A C-contiguous array of ``shape`` and ``dtype``, undefined contents, reused per thread.
 
     Parameters
@@ -41,13 +60,16 @@ def scratch(name, shape, dtype, limit):
         Which buffer: two names never share memory, one name is one array at a time.
     shape : tuple of int
     dtype : dtype
-    limit : int
-        Most bytes kept for this name; above it the array is allocated per call.
+    limit : int, optional
+        Most bytes kept for this name; above it the array is allocated per
+        call. None reads ``config.workspace_bytes``.
 
     Returns
     -------
     ndarray, shape ``shape``
     """
+    if limit is None:
+        limit = config.workspace_bytes
     dtype = np.dtype(dtype)
     size = math.prod(shape)
     if size * dtype.itemsize > limit:

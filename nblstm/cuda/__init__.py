@@ -1,26 +1,39 @@
-"""CUDA backend: numba ``@cuda.jit`` kernels behind ``backend="cuda"``.
+"""The CUDA backend: numba ``@cuda.jit`` kernels behind ``backend="cuda"``.
+
+One module per job, the same names as in :mod:`nblstm.cpu`:
+
+==================  ==========================================================
+``config``          tuning (tile and block sizes), read by host code
+``plan``            the launch plan of the recurrence kernels
+``layout``          the boundary: user arrays <-> the kernels' (T, B, F) layout
+``workspace``       where arrays come from; scratch kept between calls
+``forward``         ``forward_layer``: input projection and recurrence kernels
+``backward``        ``backward_layer`` (BPTT) and the weight-gradient products
+``activations``     the gate math of :mod:`nblstm._math`, compiled
+``matmul``          the tiled matrix-multiply kernel
+``elementwise``     fill, copy, add, finiteness
+``shared_arrays``   a cache of read-only device arrays that calls share
+``_jit``            the one decorator policy of every kernel
+==================  ==========================================================
 
 Importing this package never imports ``numba.cuda``: :func:`available` tries it
-when asked, and the protocol functions of ``docs/backends.md`` (``forward_layer``,
-``backward_layer``, ``asarray``, ...) are loaded from :mod:`nblstm.cuda.protocol`
-on first attribute access (PEP 562), so ``nblstm.cuda_available()`` works on a
-machine without numba-cuda or without a GPU.
-
-Tuning knobs (block sizes, thresholds) live in :data:`config` and are read by
-host code at every call, never by kernels (numba freezes globals at compile
-time); tests shrink them so that several blocks and both recurrence paths run.
+when asked, and the protocol functions of docs/backends.md
+(:data:`nblstm._protocol.PROTOCOL`) are loaded from their modules on first
+attribute access (PEP 562), so ``nblstm.cuda_available()`` works on a machine
+without numba-cuda or without a GPU.
 """
 import importlib.util
 
+from .._protocol import PROTOCOL
 from .config import config
 
-__all__ = ["available", "require", "config"] + [
-    "empty", "zeros", "zeros_input", "scratch", "forward_layer", "backward_layer", "reverse_sequences", "zero_padding", "add",
-    "asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims", "to_internal",
-    "from_internal", "finite_each", "view_internal", "empty_batch_first",
-]
+__all__ = ["available", "require", "config", *PROTOCOL]
 
-_PROTOCOL = frozenset(__all__[3:])
+#: the module of each protocol function
+_MODULE_OF = {name: "layout" for name in PROTOCOL}
+_MODULE_OF.update(empty="workspace", zeros="workspace", zeros_input="workspace",
+                  scratch="workspace", forward_layer="forward", backward_layer="backward",
+                  add="elementwise")
 
 INSTALL_HINT = 'install it with: pip install "nblstm[cuda]"'
 
@@ -68,10 +81,10 @@ def require():
 
 def __getattr__(name):
     # The protocol functions import numba.cuda, so they are loaded on first use only.
-    if name in _PROTOCOL:
-        from . import protocol
+    if name in _MODULE_OF:
+        import importlib
 
-        value = getattr(protocol, name)
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

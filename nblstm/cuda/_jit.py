@@ -8,12 +8,10 @@ asserts it), so the options live in one place:
 - no ``cache``: a persistent kernel uses grid synchronisation, which needs the
   device runtime linked at load time; compiling afresh in each process is the
   path numba-cuda tests most.
-- ``device=True`` helpers are the scalar functions of :mod:`nblstm._math`,
-  compiled here rather than rewritten.
+- ``device=True`` helpers: the scalar functions of :mod:`nblstm._math`
+  (compiled in :mod:`nblstm.cuda.activations`) and the kernels' own helpers.
 """
 from numba import cuda
-
-from .. import _math
 
 FASTMATH = False
 
@@ -33,9 +31,3 @@ def device(func):
     compiled = cuda.jit(device=True, fastmath=FASTMATH)(func)
     REGISTRY.append(compiled)
     return compiled
-
-
-sigmoid = device(_math.sigmoid)
-tanh = device(_math.tanh)
-dsigmoid_from_output = device(_math.dsigmoid_from_output)
-dtanh_from_output = device(_math.dtanh_from_output)

@@ -1,4 +1,8 @@
-"""Backward recurrence kernels (BPTT): dZ for every step, then dh0 and dc0.
+"""CUDA BPTT of one LSTM layer: ``backward_layer``, its recurrence kernels, the weight gradients.
+
+The recurrence kernels write dZ for every step, then dh0 and dc0;
+:func:`backward_layer` then makes the weight gradients and dx as matrix
+products (:func:`nblstm.cuda.matmul.matmul`).
 
 Step ``t`` (from T-1 down to 0) for a running row b, unit j:
 
@@ -22,12 +26,17 @@ from __future__ import annotations
 from numba import cuda
 
 from .. import _math
-from ._jit import device, dsigmoid_from_output, dtanh_from_output, kernel, tanh
-from . import constants
+from .._batch import running_rows
 from . import elementwise as ew
-from .recurrence import plan, step_counts
+from . import shared_arrays, workspace
+from ._jit import device, kernel
+from .activations import cell_backward, tanh
+from .layout import as_operand
+from .matmul import matmul
+from .plan import plan
 
-__all__ = ["backward_recurrence"]
+__all__ = ["backward_layer", "backward_recurrence"]
+
 
 @device
 def _load_backward_slice(d_w, smem, j0, U, H):
@@ -95,16 +104,13 @@ def _backward_step(t, n_t, n_next, d_dz, d_w, w_off, w_unit_stride, w_n_stride,
                 else:
                     c_prev = d_cells[t - 1, b, j]
                     h_prev = d_gates[t - 1, b, 3 * H + j] * tanh(c_prev)  # h_{t-1} = o tanh(c)
-                do = dh * tc                                 # h = o tanh(c)
-                dc = d_dc[b, j] + dh * o * dtanh_from_output(tc)
-                di = dc * g                                  # c = f c_prev + i g
-                dg = dc * i
-                df = dc * c_prev
-                d_dz[t, b, j] = di * dsigmoid_from_output(i)
-                d_dz[t, b, H + j] = df * dsigmoid_from_output(f)
-                d_dz[t, b, 2 * H + j] = dg * dtanh_from_output(g)
-                d_dz[t, b, 3 * H + j] = do * dsigmoid_from_output(o)
-                d_dc[b, j] = dc * f                          # dc_{t-1} = dc f
+                # dL/dz_t [i f g o] and dL/dc_{t-1} (nblstm._math.cell_backward)
+                dz_i, dz_f, dz_g, dz_o, dc = cell_backward(dh, d_dc[b, j], i, f, g, o, c_prev, tc)
+                d_dz[t, b, j] = dz_i
+                d_dz[t, b, H + j] = dz_f
+                d_dz[t, b, 2 * H + j] = dz_g
+                d_dz[t, b, 3 * H + j] = dz_o
+                d_dc[b, j] = dc
                 d_hprev[t, b, j] = h_prev
             else:
                 # padded step: contributes nothing to the weight gradients
@@ -200,7 +206,7 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
     if B == 0:
         return
     d_w = d_W_hh.reshape(d_W_hh.size)
-    d_nt = constants.step_counts(lengths, T)
+    d_nt = shared_arrays.running_rows(lengths, T)
 
     def persistent_args(p):
         return (d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev,
@@ -210,9 +216,61 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
     if p.persistent:
         _backward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
         return
-    n = step_counts(lengths, T)
+    n = running_rows(lengths, T + 1)
     for t in range(T - 1, -2, -1):
         _backward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
             d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev, d_dh0,
             t, int(n[t]) if t >= 0 else 0, int(n[t + 1]), p.units, p.lanes, p.w_shared,
             p.red_offset)
+
+
+def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                   dx, dW_ih, dW_hh, db, dh0, dc0):
+    """BPTT through one forward-direction layer (the protocol's ``backward_layer``, docs/backends.md).
+
+    The recurrence (:func:`backward_recurrence`) writes dL/dz and h_{t-1} of
+    every step; the weight gradients and dx are then matrix products over all
+    steps at once.
+
+    Parameters
+    ----------
+    x : device array, shape (T, B, I)
+    W_ih : (4H, I), W_hh : (4H, H)
+    h0, c0 : device arrays, shape (B, H)
+    lengths : ndarray of int64, shape (B,), non-increasing (host)
+    gates : (T, B, 4H), cells : (T, B, H)
+        From :func:`nblstm.cuda.forward.forward_layer`.
+    dy : device array, shape (T, B, H), may be strided
+    dh_n, dc_n : device arrays, shape (B, H)
+    dx : (T, B, I); dW_ih : (4H, I); dW_hh : (4H, H); db : (4H,); dh0, dc0 : (B, H)
+        Outputs, overwritten. dx is exactly 0 at padded steps.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dtype = dx.dtype
+    d_x = as_operand(x, dtype)
+    d_W_ih, d_W_hh = as_operand(W_ih, dtype), as_operand(W_hh, dtype)
+    d_dz = workspace.scratch("dz", (T, B, 4 * H), dtype)
+    d_hprev = workspace.scratch("h_prev", (T, B, H), dtype)
+    backward_recurrence(d_W_hh, as_operand(h0, dtype), as_operand(c0, dtype), lengths,
+                        gates, cells, dy, as_operand(dh_n, dtype), as_operand(dc_n, dtype), dc0,
+                        d_dz, d_hprev, dh0)
+    d_dz2 = d_dz.reshape(T * B, 4 * H)
+    _matmul_into(d_dz2, d_x.reshape(T * B, I), dW_ih, trans_a=True)       # dW_ih = dZ^T X
+    _matmul_into(d_dz2, d_hprev.reshape(T * B, H), dW_hh, trans_a=True)   # dW_hh = dZ^T H_prev
+    # db = sum over rows of dZ: the same kernel against a column of ones, so the
+    # sum runs over the rows in order like every other reduction here
+    _matmul_into(d_dz2, shared_arrays.ones(T * B, dtype), db, trans_a=True)
+    _matmul_into(d_dz2, d_W_ih, dx)                                       # dx = dZ W_ih
+
+
+def _matmul_into(d_a, d_b, d_out, trans_a=False):
+    """matmul into ``d_out`` of any shape with ``M`` rows first, e.g. (T, B, I) or (4H,)."""
+    M = d_a.shape[1] if trans_a else d_a.shape[0]
+    N = d_b.shape[1]
+    if d_out.is_c_contiguous():
+        matmul(d_a, d_b, d_out.reshape(M, N), trans_a=trans_a)
+        return
+    d_tmp = workspace.empty(d_out.shape, d_out.dtype)
+    matmul(d_a, d_b, d_tmp.reshape(M, N), trans_a=trans_a)
+    ew.copy(d_tmp, d_out)

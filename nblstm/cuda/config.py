@@ -42,7 +42,7 @@ class Config:
         Allow the persistent cooperative kernel (one launch for all time steps,
         a grid-wide barrier between steps). False uses one launch per step, as
         does a grid larger than the device's ``max_cooperative_grid_blocks``
-        when ``units_per_block`` is fixed; with it None, ``recurrence.plan``
+        when ``units_per_block`` is fixed; with it None, ``plan.plan``
         first tries W_hh in global memory and larger blocks.
     elementwise_threads : int
         Threads per block of the elementwise kernels (copy, add, fill).

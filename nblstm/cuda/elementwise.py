@@ -1,4 +1,7 @@
-"""Elementwise device kernels: fill, add, batch permutation, sequence reversal, finiteness.
+"""Element-wise device kernels: fill, copy, add, finiteness, and the blocks' copy of their units.
+
+The twin of :mod:`nblstm.cpu.elementwise`. (The batch permutation and the
+sequence reversal are in :mod:`nblstm.cuda.layout`, as on the CPU.)
 
 Every kernel is a grid-stride loop over a flat index, so any grid size covers
 any array; host wrappers pick the grid from :data:`nblstm.cuda.config`.
@@ -13,8 +16,8 @@ from numba import cuda
 from ._jit import device, kernel
 from .config import config
 
-__all__ = ["fill", "add", "permute_batch", "unpermute_batch", "reverse_sequences", "zero_padding",
-           "nonfinite_each", "copy"]
+__all__ = ["fill", "copy", "add", "nonfinite_each", "copy_block_units", "unflatten3",
+           "launch_shape"]
 
 _MAX_BLOCKS = 4096  # grid-stride loops cover the rest; more blocks only cost scheduling
 
@@ -23,6 +26,12 @@ def launch_shape(n):
     """(blocks, threads) for a grid-stride loop over ``n`` elements."""
     threads = config.elementwise_threads
     return max(1, min(_MAX_BLOCKS, -(-n // threads))), threads
+
+
+@device
+def unflatten3(e, B, F):
+    """The (t, r, f) index of flat element ``e`` of a (T, B, F) array, for grid-stride loops."""
+    return e // (B * F), (e // F) % B, e % F
 
 
 @device
@@ -60,9 +69,7 @@ def _add3_kernel(d_a, d_b, d_out):
     # out[t, b, f] = a[t, b, f] + b[t, b, f] for strided 3-d arrays
     T, B, F = d_out.shape
     for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        f = e % F
+        t, r, f = unflatten3(e, B, F)
         d_out[t, r, f] = d_a[t, r, f] + d_b[t, r, f]
 
 
@@ -86,64 +93,8 @@ def _copy3_kernel(d_src, d_out):
     # out[t, b, f] = src[t, b, f] (any strides, casting to out's dtype)
     T, B, F = d_out.shape
     for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        f = e % F
+        t, r, f = unflatten3(e, B, F)
         d_out[t, r, f] = d_src[t, r, f]
-
-
-@kernel
-def _permute_kernel(d_src, time_major, d_order, d_out):
-    # out[t, r, f] = src[t, order[r], f] if time_major else src[order[r], t, f]
-    T, B, F = d_out.shape
-    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        f = e % F
-        if time_major:
-            d_out[t, r, f] = d_src[t, d_order[r], f]
-        else:
-            d_out[t, r, f] = d_src[d_order[r], t, f]
-
-
-@kernel
-def _unpermute_kernel(d_src, time_major, d_order, d_out):
-    # out[t, order[r], f] = src[t, r, f] if time_major else out[order[r], t, f] = src[t, r, f]
-    T, B, F = d_src.shape
-    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        f = e % F
-        if time_major:
-            d_out[t, d_order[r], f] = d_src[t, r, f]
-        else:
-            d_out[d_order[r], t, f] = d_src[t, r, f]
-
-
-@kernel
-def _reverse_kernel(d_src, d_lengths, d_out):
-    # out[t, b] = src[lengths[b] - 1 - t, b] for t < lengths[b], else 0
-    T, B, F = d_out.shape
-    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        f = e % F
-        n = d_lengths[r]
-        if t < n:
-            d_out[t, r, f] = d_src[n - 1 - t, r, f]
-        else:
-            d_out[t, r, f] = 0
-
-
-@kernel
-def _zero_padding_kernel(d_a, d_lengths):
-    # a[t, b] = 0 for t >= lengths[b]
-    T, B, F = d_a.shape
-    for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        t = e // (B * F)
-        r = (e // F) % B
-        if t >= d_lengths[r]:
-            d_a[t, r, e % F] = 0
 
 
 @kernel
@@ -168,7 +119,8 @@ def _nonfinite3_kernel(d_a, d_flag):
     # flag[0] = 1 if any a[t, b, f] is not finite
     T, B, F = d_a.shape
     for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
-        if not math.isfinite(d_a[e // (B * F), (e // F) % B, e % F]):
+        t, r, f = unflatten3(e, B, F)
+        if not math.isfinite(d_a[t, r, f]):
             d_flag[0] = 1
 
 
@@ -212,34 +164,6 @@ def add(d_a, d_b, d_out):
         _add3_kernel[blocks, threads](d_a, d_b, d_out)
     else:
         raise ValueError("add: non-contiguous arrays must be 3-d")
-
-
-def permute_batch(d_src, time_major, d_order, d_out):
-    """``out[t, r] = src[t, order[r]]`` (time-major) or ``src[order[r], t]``; casts to out's dtype."""
-    if d_out.size:
-        blocks, threads = launch_shape(d_out.size)
-        _permute_kernel[blocks, threads](d_src, time_major, d_order, d_out)
-
-
-def unpermute_batch(d_src, time_major, d_order, d_out):
-    """Inverse of :func:`permute_batch`: ``out[t, order[r]]`` (or ``out[order[r], t]``) ``= src[t, r]``."""
-    if d_src.size:
-        blocks, threads = launch_shape(d_src.size)
-        _unpermute_kernel[blocks, threads](d_src, time_major, d_order, d_out)
-
-
-def reverse_sequences(d_src, d_lengths, d_out):
-    """``out[t, b] = src[lengths[b] - 1 - t, b]`` for ``t < lengths[b]``, else 0."""
-    if d_out.size:
-        blocks, threads = launch_shape(d_out.size)
-        _reverse_kernel[blocks, threads](d_src, d_lengths, d_out)
-
-
-def zero_padding(d_a, d_lengths):
-    """``a[t, b] = 0`` for ``t >= lengths[b]``, in place."""
-    if d_a.size:
-        blocks, threads = launch_shape(d_a.size)
-        _zero_padding_kernel[blocks, threads](d_a, d_lengths)
 
 
 def nonfinite_each(arrays):

@@ -1,12 +1,13 @@
-"""Forward recurrence kernels: h_t, c_t for every step, gate blocks [i f g o].
+"""CUDA forward pass of one LSTM layer: ``forward_layer`` and its recurrence kernels.
 
-The input projection ``xz[t, b] = W_ih x[t, b] + b`` has already been computed
-for all steps by :func:`nblstm.cuda.matmul.matmul`; these kernels add the
-recurrent term and apply the cell update:
+:func:`forward_layer` computes the input projection ``zx[t, b] = W_ih x[t, b] + b``
+for all steps at once (:func:`nblstm.cuda.matmul.matmul`); the recurrence
+kernels then add the recurrent term and apply the cell update, gate blocks
+[i f g o]:
 
 .. math::
 
-    z_t &= xz_t + W_{hh} h_{t-1} \\\\
+    z_t &= zx_t + W_{hh} h_{t-1} \\\\
     i, f, g, o &= \\sigma(z_i), \\sigma(z_f), \\tanh(z_g), \\sigma(z_o) \\\\
     c_t &= f \\odot c_{t-1} + i \\odot g, \\qquad h_t = o \\odot \\tanh(c_t)
 
@@ -18,15 +19,21 @@ length, so a row running at t also ran at t-1).
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import cuda
 
 from .. import _math
-from ._jit import device, kernel, sigmoid, tanh
-from . import constants
+from .._batch import running_rows
 from . import elementwise as ew
-from .recurrence import plan, step_counts
+from . import shared_arrays, workspace
+from ._jit import device, kernel
+from .activations import sigmoid, tanh
+from .layout import as_operand, device_view, is_device, swap_first_axes
+from .matmul import matmul
+from .plan import plan
 
-__all__ = ["forward_recurrence"]
+__all__ = ["forward_layer", "forward_recurrence"]
+
 
 @device
 def _load_forward_slice(d_w, smem, j0, U, H):
@@ -43,7 +50,7 @@ def _load_forward_slice(d_w, smem, j0, U, H):
 
 
 @device
-def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
+def _forward_step(t, n_t, d_zx, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
                   d_gates, d_cells, training, j0, U, S, smem, red):
     B = d_hn.shape[0]
     H = d_hn.shape[1]
@@ -99,10 +106,10 @@ def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_c
                 off //= 2
         if valid and lane == 0:
             if active:
-                i = sigmoid(acc_i + d_xz[t, b, j])           # i = sigma(z_i)
-                f = sigmoid(acc_f + d_xz[t, b, H + j])       # f = sigma(z_f)
-                g = tanh(acc_g + d_xz[t, b, 2 * H + j])      # g = tanh(z_g)
-                o = sigmoid(acc_o + d_xz[t, b, 3 * H + j])   # o = sigma(z_o)
+                i = sigmoid(acc_i + d_zx[t, b, j])           # i = sigma(z_i)
+                f = sigmoid(acc_f + d_zx[t, b, H + j])       # f = sigma(z_f)
+                g = tanh(acc_g + d_zx[t, b, 2 * H + j])      # g = tanh(z_g)
+                o = sigmoid(acc_o + d_zx[t, b, 3 * H + j])   # o = sigma(z_o)
                 c = f * d_cn[b, j] + i * g                   # c_t = f c_{t-1} + i g
                 h = o * tanh(c)                              # h_t = o tanh(c_t)
                 d_y[t, b, j] = h
@@ -119,7 +126,7 @@ def _forward_step(t, n_t, d_xz, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_c
 
 
 @kernel
-def _forward_persistent_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
+def _forward_persistent_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
                                training, d_nt, U, S, use_shared, red):
     # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
     # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
@@ -142,13 +149,13 @@ def _forward_persistent_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, 
         w_row0 = j0
     cuda.syncthreads()  # the state and the W_hh slice are in place for every thread
     for t in range(T):
-        _forward_step(t, d_nt[t], d_xz, w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
+        _forward_step(t, d_nt[t], d_zx, w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
                       d_gates, d_cells, training, j0, U, S, smem, red)
         grid.sync()  # h_t of every unit is in y[t] before any block starts step t + 1
 
 
 @kernel
-def _forward_step_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
                          t, n_t, U, S, use_shared, red):
     # One step; grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
@@ -164,19 +171,19 @@ def _forward_step_kernel(d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
             cuda.syncthreads()  # the previous slice's reads are done
             _load_forward_slice(d_w, smem, j0, U, H)
             cuda.syncthreads()
-            _forward_step(t, n_t, d_xz, smem, U, 0, d_h0, d_y, d_hn, d_cn,
+            _forward_step(t, n_t, d_zx, smem, U, 0, d_h0, d_y, d_hn, d_cn,
                           d_gates, d_cells, training, j0, U, S, smem, red)
         else:
-            _forward_step(t, n_t, d_xz, d_w, H, j0, d_h0, d_y, d_hn, d_cn,
+            _forward_step(t, n_t, d_zx, d_w, H, j0, d_h0, d_y, d_hn, d_cn,
                           d_gates, d_cells, training, j0, U, S, smem, red)
 
 
-def forward_recurrence(d_xz, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
+def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
     """Run the recurrence of one layer over all steps.
 
     Parameters
     ----------
-    d_xz : device array, shape (T, B, 4H)
+    d_zx : device array, shape (T, B, 4H)
         ``W_ih x_t + b``; may be ``d_gates`` itself (overwritten in place).
     d_W_hh : device array, shape (4H, H), C-contiguous
     d_h0, d_c0 : device arrays, shape (B, H)
@@ -201,21 +208,77 @@ def forward_recurrence(d_xz, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gat
         return
     training = d_gates is not None
     if not training:
-        d_gates = d_xz  # never written; keeps one compiled signature
-        d_cells = constants.placeholder(d_y.dtype)
+        d_gates = d_zx  # never written; keeps one compiled signature
+        d_cells = shared_arrays.placeholder(d_y.dtype)
     d_w = d_W_hh.reshape(d_W_hh.size)
-    d_nt = constants.step_counts(lengths, T)
+    d_nt = shared_arrays.running_rows(lengths, T)
 
     def persistent_args(p):
-        return (d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
+        return (d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
                 p.units, p.lanes, p.w_shared, p.red_offset)
 
     p = plan(H, B, d_y.dtype.itemsize, 4, _forward_persistent_kernel, persistent_args)
     if p.persistent:
         _forward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
         return
-    n_t = step_counts(lengths, T)
+    n_t = running_rows(lengths, T)
     for t in range(T):
         _forward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
-            d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+            d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
             t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset)
+
+
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
+    """One forward-direction layer (the protocol's ``forward_layer``, docs/backends.md).
+
+    The input projection of all steps as one matrix product, then the
+    recurrence (:func:`forward_recurrence`).
+
+    Parameters
+    ----------
+    x : device array, shape (T, B, I)
+        C-contiguous, or the (T, B, I) view of a C-contiguous (B, T, I) array
+        (``view_internal``).
+    W_ih : (4H, I), W_hh : (4H, H), b : (4H,)
+        Device arrays (host arrays are copied).
+    h0, c0 : device arrays, shape (B, H)
+    lengths : ndarray of int64, shape (B,), non-increasing (host)
+    y : device array, shape (T, B, H)
+        Output; may be a strided view.
+    h_n, c_n : device arrays, shape (B, H)
+        Outputs: state after each row's last valid step.
+    gates : device array, shape (T, B, 4H), C-contiguous, or None
+    cells : device array, shape (T, B, H), or None
+        Outputs for training (post-activation gates, c_t), or None for inference.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dtype = y.dtype
+    d_W_ih, d_W_hh, d_b = (as_operand(a, dtype) for a in (W_ih, W_hh, b))
+    x_batch_first = _batch_first_source(x, dtype) if gates is None else None
+    if x_batch_first is not None:
+        # x is the (T, B, I) view of the caller's (B, T, I) array (view_internal):
+        # project its rows in (b, t) order, and let the recurrence read zx through
+        # the same kind of view
+        d_zx_bf = workspace.scratch("zx_batch_first", (B, T, 4 * H), dtype)
+        d_in, d_zx_rows = x_batch_first.reshape(B * T, I), d_zx_bf.reshape(B * T, 4 * H)
+        d_zx = swap_first_axes(d_zx_bf)
+    else:
+        d_zx = gates if gates is not None else workspace.scratch("zx", (T, B, 4 * H), dtype)
+        d_in, d_zx_rows = as_operand(x, dtype).reshape(T * B, I), d_zx.reshape(T * B, 4 * H)
+    if T * B:
+        # zx[t, b] = W_ih x[t, b] + b for all steps at once
+        matmul(d_in, d_W_ih, d_zx_rows, trans_b=True, d_bias=d_b)
+    forward_recurrence(d_zx, d_W_hh, as_operand(h0, dtype), as_operand(c0, dtype), lengths,
+                       y, h_n, c_n, gates, cells)
+
+
+def _batch_first_source(x, dtype):
+    """The C-contiguous (B, T, I) array that ``x`` is the swapped view of, or None."""
+    if not is_device(x) or x.dtype != np.dtype(dtype) or x.ndim != 3:
+        return None
+    d_x = device_view(x)
+    if d_x.is_c_contiguous() or d_x.size == 0:
+        return None
+    d_bf = swap_first_axes(d_x)
+    return d_bf if d_bf.is_c_contiguous() else None

@@ -1,4 +1,9 @@
-"""Device scratch arrays kept from one call to the next, per thread, context and name.
+"""Where the CUDA backend's arrays come from; device scratch kept from one call to the next.
+
+The twin of :mod:`nblstm.cpu.workspace`. :func:`empty` and :func:`zeros` make
+new device arrays, :func:`zeros_input` returns shared read-only zeros
+(:mod:`nblstm.cuda.shared_arrays`), and :func:`scratch` keeps its arrays per
+thread, context and name.
 
 Each device allocation is a driver call made from Python, and on an H100 a small
 call spent milliseconds in per-call host work (bench/RESULTS-gpu-H100.md). The
@@ -18,9 +23,10 @@ import numpy as np
 from numba import cuda
 
 from .._perthread import PerThreadArrays
-from .constants import _context_key
+from . import elementwise as ew
+from . import shared_arrays
 
-__all__ = ["scratch", "clear", "held_bytes"]
+__all__ = ["empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes"]
 
 _kept = PerThreadArrays()
 #: the calling thread's buffers, {(context, name, dtype): device array}
@@ -29,11 +35,28 @@ clear = _kept.clear
 held_bytes = _kept.held_bytes
 
 
+def empty(shape, dtype):
+    """Uninitialised C-contiguous device array."""
+    return cuda.device_array(shape, np.dtype(dtype))
+
+
+def zeros(shape, dtype):
+    """Zero-filled C-contiguous device array."""
+    d_out = empty(shape, dtype)
+    ew.fill(d_out, 0)
+    return d_out
+
+
+def zeros_input(shape, dtype):
+    """Zeros that the kernels only read (a state the user left out), shared between calls."""
+    return shared_arrays.zeros(shape, dtype)
+
+
 def scratch(name, shape, dtype):
     """A C-contiguous device array of ``shape`` and ``dtype``, undefined contents, kept per name."""
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
-    key = (_context_key(), name, dtype)
+    key = (shared_arrays.context_key(), name, dtype)
     buffers = _buffers()
     d_a = buffers.get(key)
     if d_a is None or d_a.shape != shape:

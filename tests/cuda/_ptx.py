@@ -38,7 +38,7 @@ def kernel_signatures(dtype_name):
     """(name, python function, argument types) for every kernel, for one float dtype."""
     from numba.cuda import types as nt
 
-    from nblstm.cuda import backward, elementwise, forward, matmul
+    from nblstm.cuda import backward, elementwise, forward, layout, matmul
 
     f = getattr(nt, dtype_name)
     i64, b1 = nt.int64, nt.boolean
@@ -51,7 +51,7 @@ def kernel_signatures(dtype_name):
         ("matmul_strided", matmul._matmul_kernel, (A2, b1, A2, b1, A1, b1, A2, i64, i64, i64)),
         ("forward_persistent", forward._forward_persistent_kernel,
          (C3, C1, C2, C2, A3, A2, A2, C3, C3, b1, L1, i64, i64, b1, i64)),
-        # inference on a batch-first device x: xz (and the unused gates) through a (T, B, 4H) view
+        # inference on a batch-first device x: zx (and the unused gates) through a (T, B, 4H) view
         ("forward_persistent_strided", forward._forward_persistent_kernel,
          (A3, C1, C2, C2, A3, A2, A2, A3, C3, b1, L1, i64, i64, b1, i64)),
         ("forward_step", forward._forward_step_kernel,
@@ -68,10 +68,10 @@ def kernel_signatures(dtype_name):
         ("copy1", elementwise._copy1_kernel, (A1, C1)),
         ("copy2", elementwise._copy2_kernel, (A2, A2)),
         ("copy3", elementwise._copy3_kernel, (A3, A3)),
-        ("permute", elementwise._permute_kernel, (A3, b1, L1, C3)),
-        ("unpermute", elementwise._unpermute_kernel, (C3, b1, L1, C3)),
-        ("reverse", elementwise._reverse_kernel, (A3, L1, A3)),
-        ("zero_padding", elementwise._zero_padding_kernel, (C3, L1)),
+        ("permute", layout._permute_kernel, (A3, b1, L1, C3)),
+        ("unpermute", layout._unpermute_kernel, (C3, b1, L1, C3)),
+        ("reverse", layout._reverse_kernel, (A3, L1, A3)),
+        ("zero_padding", layout._zero_padding_kernel, (C3, L1)),
         ("nonfinite1", elementwise._nonfinite1_kernel, (A1, I32)),
         ("nonfinite2", elementwise._nonfinite2_kernel, (A2, I32)),
         ("nonfinite3", elementwise._nonfinite3_kernel, (A3, I32)),

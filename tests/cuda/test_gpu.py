@@ -47,14 +47,14 @@ def test_medium_problem_matches_cpu(dtype, persistent, monkeypatch):
 
 def test_persistent_path_is_taken_for_benchmark_shapes():
     import nblstm.cuda as nc
-    from nblstm.cuda import forward, recurrence
+    from nblstm.cuda import forward, plan
 
     # every shape of bench/gpu_compare.py: where the shared-memory grid is too large to be
     # resident, the plan reads W_hh from global memory or takes larger blocks instead
     for H in (256, 512, 1024):
         for B in (1, 4, 16, 64):
-            p = recurrence.plan(H, B, 4, 4, forward._forward_persistent_kernel, _args_for(H, B))
-            assert p.persistent, (H, B, p, recurrence.LAST_COOPERATIVE_ERROR)
+            p = plan.plan(H, B, 4, 4, forward._forward_persistent_kernel, _args_for(H, B))
+            assert p.persistent, (H, B, p, plan.LAST_COOPERATIVE_ERROR)
     assert nc.config.persistent
 
 
@@ -66,7 +66,7 @@ def _args_for(H, B):
 
     def make(p):
         d = lambda *s: cuda.device_array(s, f)  # noqa: E731
-        # d_xz, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt, ...
+        # d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt, ...
         return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(B, H), d(T, B, H), d(B, H), d(B, H),
                 d(T, B, 4 * H), d(T, B, H), True, cuda.to_device(np.zeros(T + 1, np.int64)),
                 p.units, p.lanes, p.w_shared, p.red_offset)

@@ -163,20 +163,20 @@ def test_bitwise_reproducible(small_config, rng, monkeypatch):
 
 def test_plan_paths(small_config, monkeypatch):
     """The persistent path needs the grid to fit max_cooperative_grid_blocks."""
-    from nblstm.cuda import forward, recurrence
+    from nblstm.cuda import forward, plan
 
     d_dummy = nc.zeros((1,), np.float64)
     args = lambda p: ()  # noqa: E731 (the simulator answers without compiling)
     monkeypatch.setattr(small_config, "units_per_block", 8)
-    whole = recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
+    whole = plan.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
     assert whole.blocks == 1 and whole.units == 8
     monkeypatch.setattr(small_config, "units_per_block", 3)
-    split = recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
+    split = plan.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args)
     assert split.blocks == 3 and split.threads % 32 == 0 and 1 <= split.lanes <= 32
     if SIMULATOR:
         assert whole.persistent and not split.persistent
     monkeypatch.setattr(small_config, "shared_bytes", 0)
-    assert not recurrence.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args).w_shared
+    assert not plan.plan(8, 2, 8, 4, forward._forward_persistent_kernel, args).w_shared
     del d_dummy
 
 
@@ -184,9 +184,9 @@ def test_plan_keeps_the_persistent_path_when_the_shared_grid_is_too_large(small_
                                                                           monkeypatch):
     """An automatic plan reads W_hh from global memory, then takes larger blocks, before
     it falls back to one launch per step; a fixed units_per_block is kept as it is."""
-    from nblstm.cuda import forward, recurrence
+    from nblstm.cuda import forward, plan
 
-    monkeypatch.setattr(recurrence, "_sm_count", lambda: 16)
+    monkeypatch.setattr(plan, "_sm_count", lambda: 16)
     monkeypatch.setattr(small_config, "units_per_block", None)
     monkeypatch.setattr(small_config, "rnn_blocks_per_sm", 2)
     monkeypatch.setattr(small_config, "shared_bytes", 48 * 1024)
@@ -197,11 +197,11 @@ def test_plan_keeps_the_persistent_path_when_the_shared_grid_is_too_large(small_
     def fake_limit(kern, args, threads, shared_bytes):
         return limit["shared"] if shared_bytes > 4 * threads * 4 else limit["global"]
 
-    monkeypatch.setattr(recurrence, "max_cooperative_blocks", fake_limit)
+    monkeypatch.setattr(plan, "max_cooperative_blocks", fake_limit)
 
     def plan_with(shared, global_):
         limit.update({"shared": shared, "global": global_})
-        return recurrence.plan(H, B, 4, 4, forward._forward_persistent_kernel, lambda p: ())
+        return plan.plan(H, B, 4, 4, forward._forward_persistent_kernel, lambda p: ())
 
     p = plan_with(32, 32)  # the shared-memory grid (2 units, 32 blocks) fits
     assert (p.units, p.blocks, p.w_shared, p.persistent) == (2, 32, True, True)
@@ -256,9 +256,9 @@ def test_boundary_helpers(small_config, rng):
 
 
 def test_every_kernel_goes_through_the_policy():
-    from nblstm.cuda import _jit, backward, elementwise, forward, matmul
+    from nblstm.cuda import _jit, backward, elementwise, forward, layout, matmul
 
-    kernels = [obj for mod in (backward, elementwise, forward, matmul) for name, obj in
+    kernels = [obj for mod in (backward, elementwise, forward, layout, matmul) for name, obj in
                vars(mod).items() if name.startswith("_") and name.endswith("_kernel")]
     assert kernels and all(k in _jit.REGISTRY for k in kernels)
 
@@ -279,19 +279,27 @@ def test_import_is_lazy_and_available_reports():
 
 def test_shared_constants_are_reused_bounded_and_cleared(small_config):
     """The read-only per-size arrays: one per content, at most MAX_ENTRIES, dropped by clear()."""
-    from nblstm.cuda import constants
+    from nblstm.cuda import shared_arrays
 
-    constants.clear()
+    shared_arrays.clear()
     lengths = np.array([3, 2, 0], np.int64)
-    d_n = constants.step_counts(lengths, 4)
-    assert constants.step_counts(lengths.copy(), 4) is d_n
+    d_n = shared_arrays.running_rows(lengths, 4)
+    assert shared_arrays.running_rows(lengths.copy(), 4) is d_n
     np.testing.assert_array_equal(d_n.copy_to_host(), [2, 2, 1, 0, 0])
-    np.testing.assert_array_equal(constants.identity_order(3).copy_to_host(), [0, 1, 2])
-    np.testing.assert_array_equal(constants.ones(4, np.float32).copy_to_host(), np.ones((4, 1)))
-    assert not constants.zeros((2, 3), np.float64).copy_to_host().any()
-    for B in range(constants.MAX_ENTRIES + 5):
-        constants.identity_order(B + 10)
-    assert len(constants._table) == constants.MAX_ENTRIES
-    assert constants.step_counts(lengths, 4) is not d_n          # dropped, made again
-    constants.clear()
-    assert len(constants._table) == 0
+    np.testing.assert_array_equal(shared_arrays.identity_order(3).copy_to_host(), [0, 1, 2])
+    np.testing.assert_array_equal(shared_arrays.ones(4, np.float32).copy_to_host(), np.ones((4, 1)))
+    assert not shared_arrays.zeros((2, 3), np.float64).copy_to_host().any()
+    for B in range(shared_arrays.MAX_ENTRIES + 5):
+        shared_arrays.identity_order(B + 10)
+    assert len(shared_arrays._table) == shared_arrays.MAX_ENTRIES
+    assert shared_arrays.running_rows(lengths, 4) is not d_n          # dropped, made again
+    shared_arrays.clear()
+    assert len(shared_arrays._table) == 0
+
+
+def test_every_protocol_function_is_provided():
+    """The CUDA backend provides every name of nblstm._protocol.PROTOCOL (as tests/test_backends.py checks the CPU's)."""
+    from nblstm._protocol import PROTOCOL
+
+    missing = [name for name in PROTOCOL if not callable(getattr(nc, name, None))]
+    assert not missing

@@ -1,16 +1,32 @@
-"""Matrix products written as numba loops, for the paths that call no BLAS.
+"""Matrix products for the CPU kernels: BLAS's ``gemm`` and numba loops.
 
-The ``"serial"`` and ``"tiles"`` paths compute every product with
+BLAS: numba's ``np.dot`` calls SciPy's OpenBLAS, NumPy's ``np.dot`` NumPy's own
+copy: two libraries with two pools of worker threads, which after each call
+keep spinning for a while. A NumPy product followed by per-step products inside
+the kernels had each pool slow the other several-fold on two cores, so every
+BLAS product nblstm makes, in host code or in a kernel, goes through
+:func:`gemm` (numba's binding).
+
+Loops: the ``"serial"`` and ``"tiles"`` paths compute every product with
 :func:`add_products` instead of BLAS: BLAS's worker threads keep spinning after
 a call, and a numba parallel region that starts while they spin waits for a
 core (about 8 ms on two cores, numba issue 6933). Without BLAS those paths
 never share the cores with a second thread pool, in one call or across calls.
 
-Each output element is summed over ``k`` in increasing order, one term at a
-time, however the loops are blocked: the result does not depend on the tiling
-or the thread count, and equals the plain triple loop bitwise.
+Each output element of :func:`add_products` is summed over ``k`` in increasing
+order, one term at a time, however the loops are blocked: the result does not
+depend on the tiling or the thread count, and equals the plain triple loop
+bitwise.
 """
-from .._jit import kernel
+import numpy as np
+
+from ._jit import kernel
+
+
+@kernel
+def gemm(a, b, out):
+    """``out[...] = a @ b`` for 2-D operands (C- or F-contiguous), through BLAS."""
+    np.dot(a, b, out)
 
 
 @kernel

@@ -1,4 +1,6 @@
-"""How the recurrence kernels are laid out on the device (host code only).
+"""The launch plan of the recurrence kernels: how a layer is laid out on the device (host code only).
+
+The twin of :mod:`nblstm.cpu.plan`.
 
 A block owns ``U`` consecutive hidden units and computes all four gates of each
 (so the cell update needs no other block); the grid has ``ceil(H / U)`` blocks.
@@ -27,12 +29,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numba
-import numpy as np
 from numba import cuda
 
 from .config import config
 
-__all__ = ["Plan", "plan", "step_counts"]
+__all__ = ["Plan", "plan", "max_cooperative_blocks"]
 
 _SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
@@ -188,11 +189,3 @@ def _layout(units, H, B, itemsize, accumulators, threads_max, u_shared):
     shared_bytes = (red_offset + scratch) * itemsize
     return Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False)
 
-
-def step_counts(lengths, T):
-    """``n[t] = #(lengths > t)`` for t = 0..T, with ``n[T] = 0`` (rows are sorted by length)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    n = np.zeros(T + 1, np.int64)
-    if T:
-        n[:T] = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1)
-    return n

@@ -1,4 +1,4 @@
-"""Small read-only device arrays that calls share instead of making each time.
+"""A cache of small read-only device arrays that calls share instead of making each time.
 
 Every call needs a few arrays whose contents depend only on sizes: the running
 rows per step, the identity batch order, a column of ones for ``db``, zero
@@ -21,10 +21,10 @@ import numba
 import numpy as np
 from numba import cuda
 
-from . import recurrence
+from .._batch import running_rows as _running_rows_host
 
-__all__ = ["step_counts", "identity_order", "ones", "zeros", "placeholder", "clear",
-           "MAX_ENTRIES"]
+__all__ = ["running_rows", "identity_order", "ones", "zeros", "placeholder", "clear",
+           "context_key", "MAX_ENTRIES"]
 
 _SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
@@ -35,10 +35,13 @@ _table: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
 
-def _context_key():
-    # Device memory belongs to a context: a different device (or a context made
-    # after cuda.close()) must not see arrays made in another. The simulator
-    # makes a new context object per query and has one device.
+def context_key():
+    """A key for the current CUDA context (device memory belongs to one).
+
+    A different device, or a context made after ``cuda.close()``, must not see
+    arrays made in another. The simulator makes a new context object per
+    query and has one device.
+    """
     if _SIMULATOR:
         return 0
     context = cuda.current_context()     # numba-cuda keeps one object per context
@@ -47,7 +50,7 @@ def _context_key():
 
 def _shared(key, make):
     """The device array for ``key``, made by ``make() -> host ndarray`` on first use."""
-    key = (_context_key(),) + key
+    key = (context_key(),) + key
     with _lock:
         d_a = _table.get(key)
         if d_a is not None:
@@ -67,8 +70,10 @@ def clear():
         _table.clear()
 
 
-def step_counts(lengths, T):
+def running_rows(lengths, T):
     """``n[t] = #(lengths > t)`` for t = 0..T, with ``n[T] = 0``, on the device.
+
+    :func:`nblstm._batch.running_rows` for ``T + 1`` steps.
 
     Parameters
     ----------
@@ -82,7 +87,7 @@ def step_counts(lengths, T):
         Read by the recurrence kernels (forward and backward).
     """
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    return _shared(("steps", T, lengths.tobytes()), lambda: recurrence.step_counts(lengths, T))
+    return _shared(("steps", T, lengths.tobytes()), lambda: _running_rows_host(lengths, T + 1))
 
 
 def identity_order(B):

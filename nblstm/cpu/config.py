@@ -1,0 +1,60 @@
+"""Tuning of the CPU kernels, read by host code at every call.
+
+Kernels never read these values: numba freezes globals into compiled code, so
+host code (:mod:`nblstm.cpu.plan`, the layer drivers) reads them and passes
+them to the kernels as arguments. Tests patch them to force each code path,
+e.g. ``monkeypatch.setattr(nblstm.cpu.config, "path", "tiles")``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CPUConfig", "config"]
+
+
+@dataclass
+class CPUConfig:
+    """Tuning of the CPU kernels.
+
+    The defaults were chosen with ``python bench/cpu_paths.py`` (the three
+    paths timed on one shape) on the 2-core machine the benchmarks run on.
+
+    Attributes
+    ----------
+    blas_min_work : int
+        ``B * H * 4H`` (multiply-adds of one step's recurrent product) from
+        which a step is one BLAS call (``path="blas"``).
+    numba_min_batch : int
+        Smaller batches take BLAS too: for one row, BLAS's matrix-vector
+        product beats the numba loops.
+    tiles_min_batch : int
+        Below ``blas_min_work``, batches from this size run in parallel tiles
+        (``"tiles"``), smaller ones on the calling thread (``"serial"``).
+    path : str or None
+        Force ``"serial"``, ``"tiles"`` or ``"blas"`` (tests, benchmarks);
+        None chooses by size.
+    min_unit_block : int
+        Smallest number of hidden units per parallel tile.
+    tiles_per_thread : int
+        Tiles to aim for per numba thread, for load balance.
+    chunk_elements : int
+        Elements of the ``"blas"`` path's inference input-projection buffer
+        (bounds memory for long T).
+    workspace_bytes : int
+        Most bytes of each scratch array (the backward's dL/dz and h_{t-1},
+        the projection buffer) that a thread keeps for its next call
+        (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
+    """
+
+    blas_min_work: int = 4_000_000
+    numba_min_batch: int = 2
+    tiles_min_batch: int = 4
+    path: str | None = None
+    min_unit_block: int = 16
+    tiles_per_thread: int = 2
+    chunk_elements: int = 1 << 20
+    workspace_bytes: int = 64 << 20
+
+
+#: the configuration every call reads
+config = CPUConfig()

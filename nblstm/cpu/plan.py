@@ -1,0 +1,90 @@
+"""How a CPU layer runs for its sizes: the step path and the parallel tiling (host code only).
+
+The twin of :mod:`nblstm.cuda.plan`. :func:`choose_path` picks how one step
+runs, :func:`tiling` how the ``"tiles"`` path splits a step over numba's
+threads; both read :data:`nblstm.cpu.config` and the layer drivers pass the
+answers to the kernels as arguments. :func:`record_pool` and
+:func:`numba_ran_last` remember, per calling thread, which pool of worker
+threads (numba's or BLAS's) the last layer ran on.
+"""
+import threading
+
+import numba
+
+from .config import config
+
+__all__ = ["PATHS", "choose_path", "tiling", "record_pool", "numba_ran_last"]
+
+PATHS = ("serial", "tiles", "blas")
+
+
+def choose_path(B, H):
+    """How one step runs for a batch of B rows and H hidden units.
+
+    The choice depends on the sizes only, the same for inference and training:
+    ``"blas"`` rounds differently from the other two (which are bitwise equal),
+    so ``lstm`` and ``lstm_forward`` give the same bits, and results do not
+    depend on ``NUMBA_NUM_THREADS``. A training step's forward and backward
+    then also use one pool of threads: numba's and BLAS's each keep spinning
+    after they run, and alternating them made a training step 2.5-3.5x slower
+    on two cores (numba issue 6933).
+
+    Parameters
+    ----------
+    B, H : int
+        Batch size and hidden size of the layer.
+
+    Returns
+    -------
+    {"serial", "tiles", "blas"}
+
+    Raises
+    ------
+    ValueError
+        If ``config.path`` is set to something other than one of :data:`PATHS`.
+    """
+    if config.path is not None:
+        if config.path not in PATHS:
+            raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
+                             f"got {config.path!r}")
+        return config.path
+    if B < config.numba_min_batch or B * H * 4 * H >= config.blas_min_work:
+        return "blas"
+    return "tiles" if B >= config.tiles_min_batch else "serial"
+
+
+def tiling(B, H):
+    """(batch rows, hidden units, row groups) per parallel tile.
+
+    Whole rows per tile when the batch alone gives every thread work: a tile
+    that covers part of a row computes four short column ranges, one per gate,
+    which runs at a fraction of the speed of one range over the row's 4H
+    columns. Two rows per tile where there are rows enough (``add_products``
+    computes two at a time). Tiles of whole rows need nothing from each other,
+    so they run as one group per thread, each with its own loop over time and
+    no barrier between steps; tiles of part of a row meet at a barrier every
+    step (``row_groups`` 0). The thread count only sets the tiling; results do
+    not depend on it, since every element is summed in the same order.
+    """
+    threads = numba.get_num_threads()
+    want_tiles = threads * config.tiles_per_thread
+    row_block = 2 if B >= 2 * want_tiles else 1
+    row_blocks = -(-max(B, 1) // row_block)
+    if row_blocks >= threads:
+        return row_block, H, threads
+    blocks_per_row = -(-want_tiles // row_blocks)
+    return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
+
+
+#: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)
+_last_layer = threading.local()
+
+
+def record_pool(path):
+    """Remember that the calling thread's last layer ran on ``path``'s pool of threads."""
+    _last_layer.blas = path == "blas"
+
+
+def numba_ran_last():
+    """Whether the calling thread's last layer ran on numba's threads (not BLAS's)."""
+    return not getattr(_last_layer, "blas", True)
