@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as v
+from ._batch import BatchLayout, user_state_shape
 from .params import LSTMGrads, LSTMParams
 
 __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available", "LSTMCache"]
@@ -67,6 +68,18 @@ _PARAMS_DOC = """
 """
 
 
+class CachedDirection(NamedTuple):
+    """What the cache keeps of one direction of one layer (internal layout, compute dtype)."""
+
+    x: object             # (T, B, I) the direction's input (reversed for a reverse direction)
+    params: LSTMParams    # copies of W_ih, W_hh, b
+    h0: object            # (B, H)
+    c0: object            # (B, H)
+    gates: object         # (T, B, 4H) post-activation [i f g o]
+    cells: object         # (T, B, H) c_t
+    backwards: bool       # a reverse direction (x, gates and cells in reversed time)
+
+
 class LSTMCache(NamedTuple):
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
 
@@ -74,18 +87,32 @@ class LSTMCache(NamedTuple):
     (T, B, H) in the compute dtype, plus copies of the layer's input, weights
     and initial state: for one layer ``T*B*(5H + I) + 4H*(I + H + 1) + 2*B*H``
     numbers, e.g. 17.9 MB for (B, T, I, H) = (32, 100, 32, 128) in float64.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that ran the forward pass (and runs the backward).
+    layers : list of list of CachedDirection
+        ``layers[l][d]``: direction d of layer l.
+    batch : BatchLayout
+        Sizes, sorted lengths, batch order and the user's layout.
+    single : bool
+        ``params`` was one LSTMParams (results are not stacked).
+    on_device : bool
+        The input was device memory (gradients stay on the device).
+    dtype : numpy.dtype
+        The compute dtype.
+    sizes : tuple of int
+        (I, H, L, D): input and hidden size, layers, directions.
     """
 
     backend: str
-    layers: list          # per layer, per direction: (x, (W_ih, W_hh, b), h0, c0, gates, cells, backwards)
-    lengths: np.ndarray   # sorted, int64
-    order: object         # batch permutation or None
+    layers: list
+    batch: BatchLayout
     single: bool
-    unbatched: bool
-    time_major: bool
     on_device: bool
     dtype: np.dtype
-    shapes: tuple         # (B, T, I, H, L, D)
+    sizes: tuple
 
 
 def _backend(name):
@@ -123,12 +150,11 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     x3, unbatched, B, T = v.input_x(x, I, time_major, be)
     dtype = v.compute_dtype([x.dtype] + [a.dtype for layer in layers for p in layer for a in p])
     on_device = be.is_device(x)
-    state_shape = (B, H) if single else (L * D, B, H)
-    user_state_shape = state_shape[:-2] + (H,) if unbatched else state_shape
+    state_shape = user_state_shape(B, H, None if single else L * D, unbatched)
     states = []
     for name, s in (("h0", h0), ("c0", c0)):
         if s is not None:
-            s = v.state(name, s, user_state_shape, be)
+            s = v.state(name, s, state_shape, be)
         states.append(s)
     lengths = v.lengths_array(lengths, B, T, unbatched)
     if check_finite:
@@ -140,23 +166,19 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         named += [(name, s) for name, s in zip(("h0", "c0"), states) if s is not None]
         v.finite(named, be)
 
-    order = None
-    if lengths is None:
-        lengths = np.full(B, T, np.int64)
-    elif B > 1 and np.any(np.diff(lengths) > 0):
-        order = np.argsort(-lengths, kind="stable")
-        lengths = np.ascontiguousarray(lengths[order])
+    batch = BatchLayout.of(lengths, B, T, time_major, unbatched)
+    lengths = batch.lengths
     # inference reads x in place when no reordering or cast is needed (the projection
     # copies one bounded chunk at a time); the cache needs its own copy
-    xt = None if keep_cache else be.view_internal(x3, order, time_major or unbatched, dtype)
+    xt = None if keep_cache else batch.sequences_view(be, x3, dtype)
     if xt is None:
-        xt = be.to_internal(x3, order, time_major or unbatched, dtype)
+        xt = batch.sequences_in(be, x3, dtype)
         if lengths.min(initial=T) < T:
             # What the caller left in padded steps must reach no result: some
             # products run over all steps (dW_ih = dZ^T x), where 0 * NaN is NaN.
             # A view of the caller's x (inference) is only read at valid steps.
             be.zero_padding(xt, lengths)
-    h0t, c0t = (_state_in(be, s, order, unbatched, single, L * D, B, H, dtype) for s in states)
+    h0t, c0t = (batch.states_in(be, s, single, L * D, H, dtype) for s in states)
     h_n = be.empty((L * D, B, H), dtype)
     c_n = be.empty((L * D, B, H), dtype)
     cache_layers = []
@@ -164,7 +186,7 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     y_user = None
     for l, layer in enumerate(layers):
         pair = None
-        if l == L - 1 and order is None and not (time_major or unbatched):
+        if l == L - 1 and batch.order is None and not (time_major or unbatched):
             # the last layer writes straight into the (B, T, D*H) result, saving a copy of y
             pair = be.empty_batch_first((B, T, D * H), dtype)
         if pair is not None:
@@ -195,44 +217,20 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             if backwards:
                 be.reverse_sequences(y_steps, lengths, y_dir)
             if keep_cache:
-                directions.append((x_dir, (W_ih, W_hh, b), h0t[k], c0t[k], gates, cells, backwards))
+                directions.append(CachedDirection(x_dir, LSTMParams(W_ih, W_hh, b), h0t[k], c0t[k],
+                                                  gates, cells, backwards))
         cache_layers.append(directions)
         inp = y
 
     if y_user is not None:
         y = be.to_user(y_user, on_device)
     else:
-        y = _seq_out(be, inp, order, time_major, unbatched, on_device)
-    h_n, c_n = (_state_out(be, s, order, unbatched, single, on_device) for s in (h_n, c_n))
+        y = batch.sequences_out(be, inp, on_device)
+    h_n, c_n = (batch.states_out(be, s, single, on_device) for s in (h_n, c_n))
     cache = None
     if keep_cache:
-        cache = LSTMCache(backend, cache_layers, lengths, order, single, unbatched, time_major,
-                          on_device, dtype, (B, T, I, H, L, D))
+        cache = LSTMCache(backend, cache_layers, batch, single, on_device, dtype, (I, H, L, D))
     return y, (h_n, c_n), cache
-
-
-def _state_in(be, s, order, unbatched, single, LD, B, H, dtype):
-    """User state -> (L*D, B, H) in sorted batch order; zeros when None (read only)."""
-    if s is None:
-        return be.zeros_input((LD, B, H), dtype)
-    if single:
-        s = be.expand_dims(s, 0)
-    if unbatched:
-        s = be.expand_dims(s, 1)
-    return be.to_internal(s, order, True, dtype)
-
-
-def _state_out(be, s, order, unbatched, single, on_device):
-    s = be.from_internal(s, order, True, on_device)
-    if unbatched:
-        s = s[:, 0]
-    return s[0] if single else s
-
-
-def _seq_out(be, a, order, time_major, unbatched, on_device):
-    if unbatched:
-        return be.from_internal(a, None, True, on_device)[:, 0]
-    return be.from_internal(a, order, time_major, on_device)
 
 
 def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
@@ -305,43 +303,35 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     if not isinstance(cache, LSTMCache):
         v.fail("cache", "the LSTMCache returned by lstm_forward", type(cache).__name__, TypeError)
     be = _backend(cache.backend)
-    B, T, I, H, L, D = cache.shapes
-    dtype, order, lengths = cache.dtype, cache.order, cache.lengths
-    if cache.unbatched:
-        y_shape = (T, D * H)
-    else:
-        y_shape = (T, B, D * H) if cache.time_major else (B, T, D * H)
-    state_shape = (L * D, B, H)
-    user_state = state_shape[1:] if cache.single else state_shape
-    if cache.unbatched:
-        user_state = user_state[:-2] + (H,)
-    dy = v.gradient("dy", dy, y_shape, be)
+    batch, dtype, single, on_device = cache.batch, cache.dtype, cache.single, cache.on_device
+    _, H, L, D = cache.sizes
+    B, T, lengths = batch.B, batch.T, batch.lengths
+    user_state = batch.state_shape(H, None if single else L * D)
+    dy = v.gradient("dy", dy, batch.sequence_shape(D * H), be)
     dh_n = v.gradient("dh_n", dh_n, user_state, be)
     dc_n = v.gradient("dc_n", dc_n, user_state, be)
 
     if dy is None:
         dy_t = be.zeros((T, B, D * H), dtype)
-    elif cache.unbatched:
-        dy_t = be.to_internal(be.expand_dims(dy, 1), None, True, dtype)
     else:
         # A device dy is read in place where only its axes differ (the kernels take any
         # strides): no permutation launch. On the host the backward copies dy anyway.
-        dy_t = be.view_internal(dy, order, cache.time_major, dtype) if be.is_device(dy) else None
+        dy3 = be.expand_dims(dy, 1) if batch.unbatched else dy
+        dy_t = batch.sequences_view(be, dy3, dtype) if be.is_device(dy) and not batch.unbatched else None
         if dy_t is None:
-            dy_t = be.to_internal(dy, order, cache.time_major, dtype)
-    dh_t, dc_t = (_state_in(be, g, order, cache.unbatched, cache.single, L * D, B, H, dtype)
-                  for g in (dh_n, dc_n))
+            dy_t = batch.sequences_in(be, dy3, dtype)
+    dh_t, dc_t = (batch.states_in(be, g, single, L * D, H, dtype) for g in (dh_n, dc_n))
     dh0 = be.empty((L * D, B, H), dtype)
     dc0 = be.empty((L * D, B, H), dtype)
     dparams = [None] * L
     for l in range(L - 1, -1, -1):
-        directions = cache.layers[l]
         dinp = None
         grads = []
-        for d, (x_dir, (W_ih, W_hh, b), h0, c0, gates, cells, backwards) in enumerate(directions):
+        for d, cached in enumerate(cache.layers[l]):
             k = l * D + d
+            x_dir, (W_ih, W_hh, b) = cached.x, cached.params
             dy_dir = dy_t[:, :, d * H:(d + 1) * H]
-            if backwards:
+            if cached.backwards:
                 dy_steps = be.scratch("dy_steps", (T, B, H), dtype)
                 be.reverse_sequences(dy_dir, lengths, dy_steps)
             else:
@@ -354,25 +344,22 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
                 dx = be.empty(x_dir.shape, dtype)
             else:
                 dx = be.scratch(f"dx{l % 2}", x_dir.shape, dtype)
-            dx_steps = be.scratch("dx_steps", x_dir.shape, dtype) if backwards else dx
-            dW_ih, dW_hh, db = be.empty(W_ih.shape, dtype), be.empty(W_hh.shape, dtype), be.empty(b.shape, dtype)
-            be.backward_layer(x_dir, W_ih, W_hh, h0, c0, lengths, gates, cells, dy_steps,
-                              dh_t[k], dc_t[k], dx_steps, dW_ih, dW_hh, db, dh0[k], dc0[k])
-            if backwards:
+            dx_steps = be.scratch("dx_steps", x_dir.shape, dtype) if cached.backwards else dx
+            dW_ih, dW_hh, db = (be.empty(a.shape, dtype) for a in (W_ih, W_hh, b))
+            be.backward_layer(x_dir, W_ih, W_hh, cached.h0, cached.c0, lengths, cached.gates,
+                              cached.cells, dy_steps, dh_t[k], dc_t[k], dx_steps, dW_ih, dW_hh, db,
+                              dh0[k], dc0[k])
+            if cached.backwards:
                 be.reverse_sequences(dx_steps, lengths, dx)
             if dinp is None:
                 dinp = dx
             else:
                 be.add(dinp, dx, dinp)
-            grads.append(LSTMParams(*(be.to_user(g, cache.on_device) for g in (dW_ih, dW_hh, db))))
+            grads.append(LSTMParams(*(be.to_user(g, on_device) for g in (dW_ih, dW_hh, db))))
         dparams[l] = tuple(grads)
         dy_t = dinp
 
-    if cache.unbatched:
-        dx = be.from_internal(dy_t, None, True, cache.on_device)[:, 0]
-    else:
-        dx = be.from_internal(dy_t, order, cache.time_major, cache.on_device)
-    dh0, dc0 = (_state_out(be, s, order, cache.unbatched, cache.single, cache.on_device)
-                for s in (dh0, dc0))
-    dparams = dparams[0][0] if cache.single else tuple(dparams)
+    dx = batch.sequences_out(be, dy_t, on_device)
+    dh0, dc0 = (batch.states_out(be, s, single, on_device) for s in (dh0, dc0))
+    dparams = dparams[0][0] if single else tuple(dparams)
     return LSTMGrads(dx, dparams, dh0, dc0)

@@ -6,13 +6,34 @@ raise ValueError, dtypes TypeError.
 """
 from __future__ import annotations
 
-import operator
+from typing import NamedTuple
 
 import numpy as np
 
 from .params import LSTMParams
 
 BACKENDS = ("cpu", "cuda")
+
+
+class Stack(NamedTuple):
+    """``params`` checked and normalised by :func:`stack`.
+
+    Attributes
+    ----------
+    layers : list of list of tuple
+        ``layers[l][d]`` is (W_ih, W_hh, b) of direction d of layer l, as the
+        backend's arrays (``backend.asarray``).
+    single : bool
+        True when ``params`` was one LSTMParams (results are not stacked).
+    input_size, hidden_size, num_directions : int
+        I, H and D.
+    """
+
+    layers: list
+    single: bool
+    input_size: int
+    hidden_size: int
+    num_directions: int
 
 
 def fail(name, expected, got, error=ValueError):
@@ -89,11 +110,7 @@ def stack(params, backend):
 
     Returns
     -------
-    layers : list of list of tuple
-        ``layers[l][d]`` is (W_ih, W_hh, b) of direction d of layer l.
-    single : bool
-        True when ``params`` was one LSTMParams (results are not stacked).
-    input_size, hidden_size, num_directions : int
+    Stack
     """
     # three arrays, in a tuple or a list, are one layer: a layer of a stack is a tuple
     # of LSTMParams, which has no shape
@@ -125,7 +142,7 @@ def stack(params, backend):
                 fail(f"{name}.W_ih", f"{expected_in} input features ({what})", f"{I_ld}")
             directions.append(arrays)
         layers.append(directions)
-    return layers, single, input_size, H, D
+    return Stack(layers, single, input_size, H, D)
 
 
 def _describe(obj):
@@ -200,9 +217,3 @@ def gradient(name, g, expected_shape, backend):
              f"shape {tuple(arr.shape)}")
     return arr
 
-
-def index(name, value):
-    try:
-        return operator.index(value)
-    except TypeError:
-        fail(name, "an integer", repr(value), TypeError)

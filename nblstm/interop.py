@@ -78,8 +78,8 @@ def _check_params(p, name="params"):
 
 def _as_layers(params):
     """LSTMParams or a stack -> (list of layers of LSTMParams, was_single), checked as the API does."""
-    layers, single, _, _, _ = _validate.stack(params, _HostArrays)
-    return [[LSTMParams(*p) for p in layer] for layer in layers], single
+    stack = _validate.stack(params, _HostArrays)
+    return [[LSTMParams(*p) for p in layer] for layer in stack.layers], stack.single
 
 
 def _pack(layers):
