@@ -217,32 +217,21 @@ MEMORY_CODE = textwrap.dedent("""
         except OSError:
             return False
 
-    def array_bytes(obj, exclude, seen, depth=0):
-        # bytes of the arrays reachable from obj that share no memory with `exclude`
-        if id(obj) in seen or depth > 6:
-            return 0
-        seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            if any(np.shares_memory(obj, e) for e in exclude):
-                return 0
-            base = obj
+    def array_bytes(tree, exclude):
+        # bytes of the arrays in the tree (nblstm._tree) that share no memory with `exclude`,
+        # each base array counted once
+        seen = set()
+        total = 0
+        for _, a in nblstm._tree.leaves(tree):
+            if not isinstance(a, np.ndarray) or any(np.shares_memory(a, e) for e in exclude):
+                continue
+            base = a
             while isinstance(base.base, np.ndarray):
                 base = base.base
-            if id(base) in seen and base is not obj:
-                return 0
-            seen.add(id(base))
-            return base.nbytes
-        if isinstance(obj, dict):
-            items = list(obj.values())
-        elif isinstance(obj, (list, tuple)):
-            items = list(obj)
-        elif hasattr(obj, "__dict__"):
-            items = list(vars(obj).values())
-        elif hasattr(obj, "__slots__"):
-            items = [getattr(obj, s, None) for s in obj.__slots__]
-        else:
-            return 0
-        return sum(array_bytes(v, exclude, seen, depth + 1) for v in items)
+            if id(base) not in seen:
+                seen.add(id(base))
+                total += base.nbytes
+        return total
 
     p = nblstm.init_params(I, H, dtype=dtype, seed=1)
     small = np.zeros((2, 3, I), dtype)
@@ -258,7 +247,7 @@ MEMORY_CODE = textwrap.dedent("""
         kept = 0
     else:
         y, (h, c), cache = nblstm.lstm_forward(x, p)
-        kept = array_bytes(cache, [x, y], set())
+        kept = array_bytes(cache, [x, y])
     seconds = time.perf_counter() - t0
     peak = status("VmHWM")
     if not exact:  # peak of the whole process; an upper bound

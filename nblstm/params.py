@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LSTMParams", "LSTMGrads", "init_params", "init_stack", "ravel"]
+from . import _tree
+from ._random import generator
 
-GATES = "ifgo"
+__all__ = ["LSTMParams", "LSTMGrads", "init_params", "init_stack", "ravel"]
 
 
 class LSTMParams(NamedTuple):
@@ -61,10 +62,6 @@ class LSTMGrads(NamedTuple):
     dc0: np.ndarray
 
 
-def _rng(seed):
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
 def _check_sizes(input_size, hidden_size):
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -101,7 +98,7 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    rng = _rng(seed)
+    rng = generator(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     H = hidden_size
     W_ih = rng.uniform(-bound, bound, (4 * H, input_size))
@@ -152,7 +149,7 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
     _check_sizes(input_size, hidden_size)
     if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
         raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
-    rng = _rng(seed)
+    rng = generator(seed)
     D = 2 if bidirectional else 1
     layers = []
     for layer in range(num_layers):
@@ -166,50 +163,17 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
 # ravel: a tree of arrays <-> one flat vector (jax.flatten_util.ravel_pytree)
 # ---------------------------------------------------------------------------
 
-def _is_namedtuple(obj):
-    return isinstance(obj, tuple) and hasattr(type(obj), "_fields")
-
-
-def _flatten(tree, path, leaves):
-    """Leaves of ``tree`` in order, and a spec to rebuild it."""
-    if tree is None:
+def _leaf_array(path, leaf):
+    """A leaf of :func:`ravel`'s tree as a numeric array (None stays None: an empty subtree)."""
+    if leaf is None:
         return None
-    if _is_namedtuple(tree):
-        return (type(tree), [_flatten(v, f"{path}.{k}", leaves) for k, v in zip(tree._fields, tree)])
-    if isinstance(tree, (tuple, list)):
-        return (type(tree), [_flatten(v, f"{path}[{i}]", leaves) for i, v in enumerate(tree)])
-    if isinstance(tree, dict):
-        keys = sorted(tree)
-        return (dict, keys, [_flatten(tree[k], f"{path}[{k!r}]", leaves) for k in keys])
-    if isinstance(tree, (np.ndarray, np.generic, int, float)) or hasattr(tree, "__array__"):
-        a = np.asarray(tree)
+    if isinstance(leaf, (np.ndarray, np.generic, int, float)) or hasattr(leaf, "__array__"):
+        a = np.asarray(leaf)
         if a.dtype.kind not in "biufc":
             raise TypeError(f"{path}: expected a numeric array, got dtype {a.dtype}")
-        leaves.append(a)
-        return len(leaves) - 1
+        return a
     raise TypeError(f"{path}: expected an array, tuple, list, dict, NamedTuple or None, "
-                    f"got {type(tree).__name__}")
-
-
-def _build(spec, pieces):
-    if spec is None:
-        return None
-    if isinstance(spec, int):
-        return pieces[spec]
-    if spec[0] is dict:
-        _, keys, children = spec
-        return {k: _build(c, pieces) for k, c in zip(keys, children)}
-    kind, children = spec
-    values = [_build(c, pieces) for c in children]
-    if kind in (tuple, list):
-        return kind(values)
-    if _is_namedtuple_type(kind):
-        return kind(*values)
-    return kind(values)                               # a tuple or list subclass
-
-
-def _is_namedtuple_type(kind):
-    return issubclass(kind, tuple) and hasattr(kind, "_fields")
+                    f"got {type(leaf).__name__}")
 
 
 def ravel(tree):
@@ -259,7 +223,16 @@ def ravel(tree):
     ValueError: theta: expected a 1-D vector of 75 elements, got shape (74,)
     """
     leaves = []
-    spec = _flatten(tree, "tree", leaves)
+
+    def number(path, leaf):
+        # the skeleton keeps each leaf's index in ``leaves``, not the user's arrays
+        a = _leaf_array(path, leaf)
+        if a is None:
+            return None
+        leaves.append(a)
+        return len(leaves) - 1
+
+    skeleton = _tree.map_leaves(number, tree, sort_keys=True)
     shapes = [a.shape for a in leaves]
     dtypes = [a.dtype for a in leaves]
     sizes = [a.size for a in leaves]
@@ -279,6 +252,7 @@ def ravel(tree):
             raise ValueError(f"theta: expected a real vector that casts to {wanted}, got dtype {v.dtype}")
         pieces = [v[start:stop].reshape(shape).astype(d, copy=True)
                   for start, stop, shape, d in zip(offsets[:-1], offsets[1:], shapes, dtypes)]
-        return _build(spec, pieces)
+        return _tree.map_leaves(lambda _, k: None if k is None else pieces[k], skeleton,
+                                sort_keys=True)
 
     return theta, unravel

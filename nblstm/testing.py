@@ -43,6 +43,9 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from . import _tree
+from ._random import generator
+
 __all__ = [
     "CheckGradResult",
     "LeafCheck",
@@ -147,43 +150,21 @@ class CheckGradResult(NamedTuple):
 
 # --------------------------------------------------------------------------- trees
 
-def _is_namedtuple(obj):
-    return isinstance(obj, tuple) and hasattr(obj, "_fields")
-
-
-def _children(tree):
-    """(key, label, child) triples of a container, or None for a leaf."""
-    if _is_namedtuple(tree):
-        return [(k, f".{name}", v) for k, (name, v) in enumerate(zip(tree._fields, tree))]
-    if isinstance(tree, (tuple, list)):
-        return [(k, f"[{k}]", v) for k, v in enumerate(tree)]
-    if isinstance(tree, dict):
-        return [(k, f"[{k!r}]", v) for k, v in tree.items()]
-    return None
-
-
-def _rebuild(tree, values):
-    if _is_namedtuple(tree):
-        return type(tree)(*values)
-    if isinstance(tree, dict):
-        return dict(zip(tree.keys(), values))
-    return type(tree)(values)
-
-
 def _is_differentiable(leaf):
     return isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f"
 
 
 def _working_copy(tree, path):
     """``tree`` with every floating-point array replaced by a float64 C-contiguous copy."""
-    children = _children(tree)
-    if children is None:
-        if isinstance(tree, np.ndarray) and tree.dtype.kind == "c":
-            raise TypeError(f"{path}: complex arrays are not supported, got {tree.dtype}")
-        if _is_differentiable(tree):
-            return np.array(tree, dtype=np.float64, order="C", copy=True)
-        return tree
-    return _rebuild(tree, [_working_copy(child, path + label) for _, label, child in children])
+
+    def copy(leaf_path, leaf):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "c":
+            raise TypeError(f"{leaf_path}: complex arrays are not supported, got {leaf.dtype}")
+        if _is_differentiable(leaf):
+            return np.array(leaf, dtype=np.float64, order="C", copy=True)
+        return leaf
+
+    return _tree.map_leaves(copy, tree, path)
 
 
 def _pair(work_tree, grad_tree, path, slots):
@@ -195,12 +176,12 @@ def _pair(work_tree, grad_tree, path, slots):
     """
     if grad_tree is None:
         return
-    children = _children(work_tree)
+    children = _tree.children(work_tree)
     if children is None:
         if _is_differentiable(work_tree):
             slots.append((path, work_tree, grad_tree))
         return
-    grad_children = _children(grad_tree)
+    grad_children = _tree.children(grad_tree)
     if grad_children is None or len(grad_children) != len(children):
         raise ValueError(
             f"grad: expected a {type(work_tree).__name__} with {len(children)} entries at {path} "
@@ -211,8 +192,8 @@ def _pair(work_tree, grad_tree, path, slots):
             raise ValueError(f"grad: expected keys {list(work_tree)} at {path}, got {list(grad_tree)}")
         grad_values = [grad_tree[k] for k in work_tree]
     else:
-        grad_values = [g for _, _, g in grad_children]
-    for (_, label, child), g in zip(children, grad_values):
+        grad_values = [g for _, g in grad_children]
+    for (label, child), g in zip(children, grad_values):
         _pair(child, g, path + label, slots)
 
 
@@ -308,7 +289,7 @@ def check_grad(fun: Callable[..., Any], grad: Callable[..., Any], args, *, eps=N
         raise ValueError(f"directions: expected None or a positive integer, got {directions!r}")
     if not (rtol >= 0) or (atol is not None and not (atol >= 0)):
         raise ValueError(f"rtol, atol: expected non-negative numbers, got {rtol!r}, {atol!r}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = generator(seed)
 
     work_args = _working_copy(arg_tuple, "args")
     g = grad(*work_args)
@@ -488,7 +469,7 @@ class LinearLoss(NamedTuple):
         -------
         LinearLoss
         """
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = generator(seed)
         return cls(rng.standard_normal(y_shape).astype(dtype),
                    rng.standard_normal(state_shape).astype(dtype),
                    rng.standard_normal(state_shape).astype(dtype))
@@ -539,7 +520,7 @@ def check_lstm_grad(x, params, h0=None, c0=None, *, lengths=None, reverse=False,
     """
     import nblstm
 
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = generator(seed)
     x = np.array(x, dtype=np.float64)
     params = _to_float64(params)
     options = dict(lengths=lengths, reverse=reverse, time_major=time_major, backend=backend)
@@ -563,7 +544,4 @@ def check_lstm_grad(x, params, h0=None, c0=None, *, lengths=None, reverse=False,
 
 def _to_float64(tree):
     """``tree`` (an LSTMParams or a stack of them) with every leaf as a float64 array."""
-    children = _children(tree)
-    if children is None:
-        return np.array(tree, dtype=np.float64)
-    return _rebuild(tree, [_to_float64(child) for _, _, child in children])
+    return _tree.map_leaves(lambda _, leaf: np.array(leaf, dtype=np.float64), tree)

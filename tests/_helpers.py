@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import nblstm
-from nblstm import reference
+from nblstm import _tree, reference
 from nblstm.params import LSTMGrads, LSTMParams
 from nblstm.testing import LinearLoss
 
@@ -133,8 +133,4 @@ def all_arrays(y, state, grads):
 
 def arrays_in(tree):
     """Every ndarray in nested tuples / lists / named tuples (such as an LSTMCache)."""
-    if isinstance(tree, np.ndarray):
-        return [tree]
-    if isinstance(tree, (tuple, list)):
-        return [a for t in tree for a in arrays_in(t)]
-    return []
+    return [leaf for _, leaf in _tree.leaves(tree) if isinstance(leaf, np.ndarray)]
