@@ -10,9 +10,11 @@ ratio to torch. This is the measurement behind the thresholds in
 import argparse
 import dataclasses
 
-import bench_common as bc
 import compare
+
 from nblstm import cpu
+
+import bench_common as bc
 
 
 def forced(path, fn):

@@ -58,8 +58,9 @@ def nblstm_params(module):
 
 def check(torch):
     """nblstm == cuDNN on a small ragged problem (TF32 off); returns a report line."""
-    import nblstm
     from numba import cuda
+
+    import nblstm
 
     B, T, I, H = 5, 9, 24, 40
     rng = np.random.default_rng(0)
@@ -124,9 +125,9 @@ class Timer:
 
 
 def bench_case(torch, timer, mode, B, T, H):
-    import nblstm
     from numba import cuda
 
+    import nblstm
     from nblstm.cuda import forward, plan
 
     I = H

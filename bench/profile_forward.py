@@ -2,12 +2,18 @@
 
     python bench/profile_forward.py float32 64,100,128,256
 """
-import time, statistics, sys
+import statistics
+import sys
+import time
+
 import numpy as np
+
 import nblstm
 from nblstm.cpu import forward as fw
-from nblstm.cpu.matmul import gemm
 from nblstm.cpu._jit import kernel
+from nblstm.cpu.matmul import gemm
+
+
 def med(f, n=7):
     f(); ts=[]
     for _ in range(n):

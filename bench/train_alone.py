@@ -2,7 +2,12 @@
 
     python bench/train_alone.py
 """
-import time, statistics, numpy as np, nblstm, sys
+import time
+
+import numpy as np
+
+import nblstm
+
 B,T,I,H=64,100,128,256
 dt=np.float64
 rng=np.random.default_rng(0)

@@ -6,7 +6,6 @@ order, and puts results back into the caller's layout.
 """
 from __future__ import annotations
 
-import importlib
 from typing import NamedTuple
 
 import numpy as np

@@ -414,7 +414,6 @@ def to_onnx(params):
         raise ValueError(f"params: expected one layer (the ONNX LSTM operator is one layer; "
                          f"export stack[l] one at a time), got {len(layers)} layers")
     layer = layers[0]
-    H = layer[0].W_hh.shape[1]
     W = np.stack([_reorder(p.W_ih, _ONNX_FROM_NBLSTM) for p in layer])
     R = np.stack([_reorder(p.W_hh, _ONNX_FROM_NBLSTM) for p in layer])
     B = np.stack([np.concatenate([_reorder(p.b, _ONNX_FROM_NBLSTM), np.zeros_like(p.b)]) for p in layer])

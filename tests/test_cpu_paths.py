@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import nblstm
-from _helpers import RTOL, all_arrays, assert_results_close, make_problem, run_api, run_reference
 from nblstm import cpu
+
+from _helpers import RTOL, all_arrays, assert_results_close, make_problem, run_api, run_reference
 
 
 @pytest.fixture

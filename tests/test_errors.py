@@ -36,7 +36,8 @@ FORWARD_CASES = [
     ("x_longdouble", dict(x=P.x.astype(np.longdouble)), TypeError, r"^x: ") if np.dtype(np.longdouble).itemsize > 8
     else ("x_datetime", dict(x=np.zeros((2, 3, 2), "datetime64[s]")), TypeError, r"^x: "),
     # params
-    ("W_ih_rows", dict(params=_params(W_ih=np.zeros((8, 2)))), ValueError, r"^params\.W_ih: expected .*\(12, I\).*\(8, 2\)"),
+    ("W_ih_rows", dict(params=_params(W_ih=np.zeros((8, 2)))), ValueError,
+     r"^params\.W_ih: expected .*\(12, I\).*\(8, 2\)"),
     ("W_ih_1d", dict(params=_params(W_ih=np.zeros(12))), ValueError, r"^params\.W_ih: "),
     ("W_hh_not_square_blocks", dict(params=_params(W_hh=np.zeros((12, 4)))), ValueError, r"^params\.W_hh: .*\(12, 4\)"),
     ("W_hh_rows", dict(params=_params(W_hh=np.zeros((10, 3)))), ValueError, r"^params\.W_hh: "),

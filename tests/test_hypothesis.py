@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 # When a property fails, hypothesis's pytest plugin imports its patch writer
 # (libcst), whose import raises a DeprecationWarning from mypy_extensions; under

@@ -223,13 +223,16 @@ def test_onnx_zero_peepholes_accepted():
 
 
 @pytest.mark.parametrize("args, match", [
-    ((np.zeros((1, 8, 3)), np.zeros((1, 8, 3))), r"R: expected shape \(D, 4\*H, H\) with D = 1 or 2, got shape \(1, 8, 3\)"),
-    ((np.zeros((1, 8, 3)), np.zeros((3, 8, 2))), r"R: expected shape \(D, 4\*H, H\) with D = 1 or 2, got shape \(3, 8, 2\)"),
+    ((np.zeros((1, 8, 3)), np.zeros((1, 8, 3))), r"R: expected shape \(D, 4\*H, H\) with D = 1 or 2, "
+     r"got shape \(1, 8, 3\)"),
+    ((np.zeros((1, 8, 3)), np.zeros((3, 8, 2))), r"R: expected shape \(D, 4\*H, H\) with D = 1 or 2, "
+     r"got shape \(3, 8, 2\)"),
     ((np.zeros((8, 3)), np.zeros((1, 8, 2))), r"W: expected shape \(1, 8, I\), got shape \(8, 3\)"),
     ((np.zeros((2, 8, 3)), np.zeros((1, 8, 2))), r"W: expected shape \(1, 8, I\), got shape \(2, 8, 3\)"),
     ((np.zeros((1, 8, 3)), np.zeros((1, 8, 2)), np.zeros((1, 8))), r"B: expected shape \(1, 16\), got shape \(1, 8\)"),
     ((np.zeros((1, 8, 3)), np.zeros((1, 8, 2)), None, np.ones((1, 6))), "P: expected None or zeros"),
-    ((np.zeros((1, 8, 3)), np.zeros((1, 8, 2)), None, np.zeros((1, 4))), r"P: expected shape \(1, 6\), got shape \(1, 4\)"),
+    ((np.zeros((1, 8, 3)), np.zeros((1, 8, 2)), None, np.zeros((1, 4))),
+     r"P: expected shape \(1, 6\), got shape \(1, 4\)"),
 ])
 def test_from_onnx_bad_shapes(args, match):
     with pytest.raises(ValueError, match=match):
@@ -345,11 +348,14 @@ def _sd(I=3, H=2, L=1, D=1):
     (lambda sd: sd.update(foo=np.zeros(1)), r"state_dict: expected keys like 'weight_ih_l0' of an nn.LSTM, got 'foo'"),
     (lambda sd: sd.pop("weight_hh_l0"), r"state_dict: expected key 'weight_hh_l0'"),
     (lambda sd: sd.pop("bias_hh_l0"), r"state_dict: expected key 'bias_hh_l0'"),
-    (lambda sd: sd.update(weight_hh_l0=np.zeros((8, 3))), r"weight_hh_l0: expected shape \(4\*H, H\), got shape \(8, 3\)"),
-    (lambda sd: sd.update(weight_ih_l0=np.zeros((12, 3))), r"weight_ih_l0: expected shape \(8, I\), got shape \(12, 3\)"),
+    (lambda sd: sd.update(weight_hh_l0=np.zeros((8, 3))),
+     r"weight_hh_l0: expected shape \(4\*H, H\), got shape \(8, 3\)"),
+    (lambda sd: sd.update(weight_ih_l0=np.zeros((12, 3))),
+     r"weight_ih_l0: expected shape \(8, I\), got shape \(12, 3\)"),
     (lambda sd: sd.update(bias_ih_l0=np.zeros(7)), r"bias_ih_l0: expected shape \(8,\), got shape \(7,\)"),
     (lambda sd: sd.update(weight_ih_l1=np.zeros((8, 3))), r"weight_ih_l1: expected shape \(8, 2\), got shape \(8, 3\)"),
-    (lambda sd: sd.update(weight_hh_l1=np.zeros((12, 3))), r"weight_hh_l1: expected shape \(8, 2\), got shape \(12, 3\)"),
+    (lambda sd: sd.update(weight_hh_l1=np.zeros((12, 3))),
+     r"weight_hh_l1: expected shape \(8, 2\), got shape \(12, 3\)"),
 ])
 def test_from_torch_bad_state_dicts(edit, match):
     sd = _sd(L=2)

@@ -7,8 +7,17 @@ import pytest
 import nblstm
 from nblstm.params import LSTMGrads, LSTMParams
 
-from _helpers import (RTOL, all_arrays, arrays_in, assert_close, assert_results_close, make_problem,
-                      reference_run, run_api, run_reference)
+from _helpers import (
+    RTOL,
+    all_arrays,
+    arrays_in,
+    assert_close,
+    assert_results_close,
+    make_problem,
+    reference_run,
+    run_api,
+    run_reference,
+)
 
 DTYPES = [np.float64, np.float32]
 

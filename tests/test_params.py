@@ -6,7 +6,6 @@ import pytest
 
 from nblstm.params import LSTMGrads, LSTMParams, init_params, init_stack, ravel
 
-
 # ---------------------------------------------------------------------------
 # init_stack
 # ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from nblstm import reference
 from nblstm.params import LSTMParams
-from nblstm.testing import LinearLoss, assert_grad_close, check_grad
+from nblstm.testing import assert_grad_close, check_grad
 
 from _helpers import assert_close, make_problem
 

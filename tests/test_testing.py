@@ -4,8 +4,14 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from nblstm.testing import (DEFAULT_DIRECTIONS, ELEMENTWISE_MAX, CheckGradResult, LinearLoss,
-                            assert_grad_close, check_grad)
+from nblstm.testing import (
+    DEFAULT_DIRECTIONS,
+    ELEMENTWISE_MAX,
+    CheckGradResult,
+    LinearLoss,
+    assert_grad_close,
+    check_grad,
+)
 
 A = np.array([[2.0, 1.0, 0.0], [0.5, 3.0, -1.0], [0.0, 0.0, 1.0]])
 X = np.array([0.5, -1.0, 2.0])

@@ -8,13 +8,13 @@ import threading
 
 import numpy as np
 import pytest
+from test_cpu_paths import cpu_config  # noqa: F401 (fixture)
 
 import nblstm
-from _helpers import all_arrays, arrays_in, make_problem, run_api
 from nblstm import cpu
 from nblstm.cpu import workspace
 
-from test_cpu_paths import cpu_config  # noqa: F401 (fixture)
+from _helpers import all_arrays, arrays_in, make_problem, run_api
 
 
 @pytest.fixture(autouse=True)

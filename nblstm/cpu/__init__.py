@@ -20,9 +20,21 @@ from .backward import backward_layer
 from .config import config
 from .elementwise import add
 from .forward import forward_layer
-from .layout import (as_operand, asarray, copy_as, empty_batch_first, expand_dims,
-                     finite_each, from_internal, is_device, reverse_sequences, to_internal,
-                     to_user, view_internal, zero_padding)
+from .layout import (
+    as_operand,
+    asarray,
+    copy_as,
+    empty_batch_first,
+    expand_dims,
+    finite_each,
+    from_internal,
+    is_device,
+    reverse_sequences,
+    to_internal,
+    to_user,
+    view_internal,
+    zero_padding,
+)
 from .plan import PATHS, choose_path
 from .workspace import empty, scratch, zeros, zeros_input
 

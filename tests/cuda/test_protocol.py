@@ -5,13 +5,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REAL_GPU, SIMULATOR
 from numba import cuda
 
 import nblstm.cuda as nc
 from nblstm import init_params, reference
 from nblstm.params import LSTMParams
-
-from conftest import REAL_GPU, SIMULATOR
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -298,7 +297,10 @@ def test_shared_constants_are_reused_bounded_and_cleared(small_config):
 
 
 def test_every_protocol_function_is_provided():
-    """The CUDA backend provides every name of nblstm._protocol.PROTOCOL (as tests/test_backends.py checks the CPU's)."""
+    """The CUDA backend provides every name of nblstm._protocol.PROTOCOL.
+
+    tests/test_backends.py checks the CPU's.
+    """
     from nblstm._protocol import PROTOCOL
 
     missing = [name for name in PROTOCOL if not callable(getattr(nc, name, None))]
