@@ -67,6 +67,60 @@ _PARAMS_DOC = """
 """
 
 
+_RAISES_DOC = """
+    Raises
+    ------
+    TypeError
+        ``x``, a weight or a state is not a real numeric array (bool, integer,
+        float16/32/64); ``params`` is not an LSTMParams or a sequence of
+        layers of them; ``reverse``, ``time_major`` or ``check_finite`` is not
+        a bool; ``lengths`` is not an integer array.
+    ValueError
+        A shape that does not fit (the message names the argument and quotes
+        the expected and the actual shape); ``lengths`` outside [0, T]; NaN or
+        Inf in an input with ``check_finite=True``; ``reverse=True`` with a
+        stack; an unknown ``backend``.
+    RuntimeError
+        ``backend="cuda"`` where numba-cuda or a GPU is missing (the message
+        says which).
+"""
+
+_SEE_ALSO_DOC = """
+    See Also
+    --------
+    lstm : Inference only.
+    lstm_forward : The same run, keeping the cache for :func:`lstm_backward`.
+    lstm_backward : Gradients by backpropagation through time.
+    init_params, init_stack : Random weights.
+    from_torch, from_keras, from_onnx : Weights of other libraries.
+"""
+
+_NOTES_DOC = """
+    Notes
+    -----
+    Dtypes: the computation runs in ``np.result_type`` of ``x`` and the
+    weights, mapped onto floating point: bool and integers compute in float64,
+    float16 in float32, float32 and float64 as they are. Every result has
+    that dtype. No input is modified.
+
+    Devices: with ``backend="cuda"``, device memory (numba device arrays and
+    anything with ``__cuda_array_interface__``: CuPy arrays, torch CUDA
+    tensors) is read where it is and the results are numba device arrays;
+    NumPy input is copied to the GPU and the results come back as NumPy
+    arrays. ``backend="cpu"`` takes and returns NumPy arrays.
+"""
+
+_REFERENCES_DOC = """
+    References
+    ----------
+    .. [1] S. Hochreiter and J. Schmidhuber, "Long short-term memory",
+       Neural Computation 9(8), pp. 1735-1780, 1997.
+    .. [2] F. A. Gers, J. Schmidhuber and F. Cummins, "Learning to forget:
+       continual prediction with LSTM", Neural Computation 12(10),
+       pp. 2451-2471, 2000 (the forget gate f).
+"""
+
+
 class CachedDirection(NamedTuple):
     """What the cache keeps of one direction of one layer (internal layout, compute dtype)."""
 
@@ -103,6 +157,11 @@ class LSTMCache(NamedTuple):
         The compute dtype.
     sizes : tuple of int
         (I, H, L, D): input and hidden size, layers, directions.
+
+    See Also
+    --------
+    lstm_forward : Makes it.
+    lstm_backward : Reads it.
     """
 
     backend: str
@@ -125,9 +184,19 @@ def _backend(name):
 
 
 def cuda_available():
-    """True when the CUDA backend can run here (numba-cuda installed and a GPU found).
+    """Say whether the CUDA backend can run here (numba-cuda installed and a GPU found).
 
     Never raises; ``nblstm.cuda.available()`` also gives the reason when not.
+
+    Returns
+    -------
+    bool
+        True if ``backend="cuda"`` will run (a GPU, or the CUDA simulator with
+        ``NUMBA_ENABLE_CUDASIM=1``).
+
+    See Also
+    --------
+    lstm : Takes ``backend="cuda"``.
     """
     try:
         from . import cuda
@@ -247,11 +316,11 @@ lstm.__doc__ = f"""Run an LSTM over a batch of sequences (inference: keeps nothi
     Returns
     -------
     y : ndarray, shape (B, T, D*H), (T, B, D*H) if ``time_major``, or (T, D*H)
-        h_t of the last layer at every valid step ([forward | reverse] for
+        The h_t of the last layer at every valid step ([forward | reverse] for
         D = 2 directions), exactly 0 at padded steps.
-    (h_n, c_n) : tuple of ndarray, the shape of ``h0``
-        State after each sequence's last valid step.
-
+    state : tuple of (h_n, c_n), each ndarray of the shape of ``h0``
+        State after each sequence's last valid step, per layer and direction.
+{_RAISES_DOC}{_SEE_ALSO_DOC}{_NOTES_DOC}{_REFERENCES_DOC}
     Examples
     --------
     >>> import numpy as np, nblstm
@@ -265,11 +334,22 @@ lstm_forward.__doc__ = f"""Run an LSTM and keep what :func:`lstm_backward` needs
 {_MATH_DOC}{_PARAMS_DOC}
     Returns
     -------
-    y, (h_n, c_n)
+    y : ndarray
+        As :func:`lstm`.
+    state : tuple of (h_n, c_n)
         As :func:`lstm`.
     cache : LSTMCache
         Gate activations and cell states of every layer and direction
         (T*B*5H numbers each) plus each layer's input, for :func:`lstm_backward`.
+{_RAISES_DOC}{_SEE_ALSO_DOC}{_NOTES_DOC}{_REFERENCES_DOC}
+    Examples
+    --------
+    >>> import numpy as np, nblstm
+    >>> params = nblstm.init_params(3, 5, seed=0)
+    >>> y, (h_n, c_n), cache = nblstm.lstm_forward(np.ones((2, 7, 3)), params)
+    >>> grads = nblstm.lstm_backward(cache, dy=np.ones_like(y))
+    >>> grads.dx.shape, grads.dparams.W_hh.shape
+    ((2, 7, 3), (20, 5))
 """
 
 
@@ -289,15 +369,43 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cache : LSTMCache
         Third result of :func:`lstm_forward`.
     dy : array_like, the shape of y, optional
-        dL/dy (None = 0). Values at padded steps are ignored.
+        The gradient dL/dy (None = 0). Values at padded steps are ignored.
+        Any real dtype; cast to the cache's compute dtype.
     dh_n, dc_n : array_like, the shape of h_n / c_n, optional
-        dL/dh_n and dL/dc_n (None = 0).
+        The gradients dL/dh_n and dL/dc_n (None = 0).
 
     Returns
     -------
     LSTMGrads
         ``dx`` (x's shape; exactly 0 at padded steps), ``dparams`` (nested
-        like ``params``), ``dh0``, ``dc0`` (the state's shape). Compute dtype.
+        like ``params``), ``dh0``, ``dc0`` (the state's shape), all in the
+        compute dtype of the forward pass; device arrays if the forward
+        pass's ``x`` was device memory, else NumPy arrays.
+
+    Raises
+    ------
+    TypeError
+        ``cache`` is not the LSTMCache of :func:`lstm_forward`; a gradient is
+        not a real numeric array.
+    ValueError
+        A gradient's shape is not that of the matching output (the message
+        quotes both).
+
+    See Also
+    --------
+    lstm_forward : Makes the cache.
+    nblstm.testing.check_lstm_grad : Checks these gradients by finite differences.
+    ravel : Flattens the gradients for scipy.optimize.
+
+    References
+    ----------
+    .. [1] S. Hochreiter and J. Schmidhuber, "Long short-term memory",
+       Neural Computation 9(8), pp. 1735-1780, 1997.
+    .. [2] F. A. Gers, J. Schmidhuber and F. Cummins, "Learning to forget:
+       continual prediction with LSTM", Neural Computation 12(10),
+       pp. 2451-2471, 2000.
+    .. [3] P. J. Werbos, "Backpropagation through time: what it does and how
+       to do it", Proceedings of the IEEE 78(10), pp. 1550-1560, 1990.
     """
     if not isinstance(cache, LSTMCache):
         v.fail("cache", "the LSTMCache returned by lstm_forward", type(cache).__name__, TypeError)

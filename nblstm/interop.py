@@ -120,7 +120,20 @@ def from_torch(module_or_state_dict):
     Raises
     ------
     ValueError
-        proj_size, missing or unknown keys, or inconsistent shapes.
+        A module with ``proj_size > 0``, missing or unknown keys, or
+        inconsistent shapes (the message names the key).
+    TypeError
+        A value that is not a real numeric array or tensor.
+
+    See Also
+    --------
+    to_torch_state_dict : The other way.
+    lstm : Runs the weights; its results match the module's to float64 round-off.
+
+    References
+    ----------
+    .. [1] PyTorch, ``torch.nn.LSTM`` (parameter names, shapes and gate order),
+       https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
     """
     obj = module_or_state_dict
     if hasattr(obj, "state_dict") and callable(obj.state_dict):
@@ -207,6 +220,15 @@ def to_torch_state_dict(params, *, bias=True):
         would compute another function).
     TypeError
         If ``bias`` is not a bool.
+
+    See Also
+    --------
+    from_torch : The other way.
+
+    References
+    ----------
+    .. [1] PyTorch, ``torch.nn.LSTM`` (parameter names, shapes and gate order),
+       https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
     """
     bias = _validate.flag("bias", bias)
     layers, single = _as_layers(params)
@@ -283,6 +305,15 @@ def from_keras(weights):
         layer, or weights of the wrong number or shapes.
     TypeError
         For weights that are not real numeric arrays (or are masked).
+
+    See Also
+    --------
+    to_keras : The other way.
+
+    References
+    ----------
+    .. [1] Keras, ``keras.layers.LSTM`` (``kernel``, ``recurrent_kernel``,
+       ``bias``; gate order i, f, c, o), https://keras.io/api/layers/recurrent_layers/lstm/
     """
     if hasattr(weights, "get_weights") and hasattr(weights, "get_config"):
         weights = _keras_layer_weights(weights)
@@ -320,6 +351,22 @@ def to_keras(params):
         ``[kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,)]``, ready for
         ``keras.layers.LSTM(H).set_weights(...)`` (after the layer is built
         with input size I).
+
+    Raises
+    ------
+    TypeError
+        ``params`` is not one LSTMParams, or holds a non-numeric array.
+    ValueError
+        Shapes that do not fit together (checked as :func:`lstm` checks them).
+
+    See Also
+    --------
+    from_keras : The other way.
+
+    References
+    ----------
+    .. [1] Keras, ``keras.layers.LSTM`` (``kernel``, ``recurrent_kernel``,
+       ``bias``; gate order i, f, c, o), https://keras.io/api/layers/recurrent_layers/lstm/
     """
     p, _, _ = _check_params(params)
     return [np.ascontiguousarray(p.W_ih.T), np.ascontiguousarray(p.W_hh.T), np.array(p.b, copy=True)]
@@ -358,6 +405,22 @@ def from_onnx(W, R, B=None, P=None):
         stack ``((forward, reverse),)``, which :func:`nblstm.lstm` runs as the
         operator does (its ``Y`` (T, D, B, H) is nblstm's y (T, B, 2H) with the
         directions side by side).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together, or nonzero peephole weights ``P``.
+    TypeError
+        An input that is not a real numeric array.
+
+    See Also
+    --------
+    to_onnx : The other way.
+
+    References
+    ----------
+    .. [1] ONNX operator ``LSTM`` (inputs W, R, B, P; gate order i, o, f, c),
+       https://onnx.ai/onnx/operators/onnx__LSTM.html
     """
     W = _array(W, "W")
     R = _array(R, "R")
@@ -399,12 +462,31 @@ def to_onnx(params):
     Returns
     -------
     W : ndarray, shape (D, 4H, I)
+        Input weights, gate blocks in ONNX's i, o, f, c order.
     R : ndarray, shape (D, 4H, H)
+        Recurrence weights, the same order.
     B : ndarray, shape (D, 8H)
-        Gate blocks in ONNX's i, o, f, c order; ``Wb = b`` and ``Rb = 0``.
+        Biases ``[Wb | Rb]`` with ``Wb = b`` and ``Rb = 0``.
         Use the operator attributes ``hidden_size=H`` and ``direction`` =
         "forward" (or "reverse" for a D = 1 layer run with ``reverse=True``)
         or "bidirectional" for D = 2.
+
+    Raises
+    ------
+    ValueError
+        A stack of more than one layer (export ``stack[l]`` one at a time), or
+        shapes that do not fit together.
+    TypeError
+        ``params`` is not LSTMParams, a layer or a one-layer stack of them.
+
+    See Also
+    --------
+    from_onnx : The other way.
+
+    References
+    ----------
+    .. [1] ONNX operator ``LSTM`` (inputs W, R, B, P; gate order i, o, f, c),
+       https://onnx.ai/onnx/operators/onnx__LSTM.html
     """
     if isinstance(params, (tuple, list)) and not isinstance(params, LSTMParams) and params \
             and all(isinstance(p, LSTMParams) for p in params):

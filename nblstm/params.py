@@ -28,6 +28,12 @@ class LSTMParams(NamedTuple):
         Hidden-to-hidden (recurrent) weights, same block order.
     b : ndarray, shape (4*H,)
         Bias, same block order (PyTorch: ``bias_ih + bias_hh``).
+
+    See Also
+    --------
+    init_params : Random LSTMParams.
+    init_stack : A stack of them, ``stack[l][d]``.
+    from_torch, from_keras, from_onnx : LSTMParams from other libraries' weights.
     """
 
     W_ih: np.ndarray
@@ -54,6 +60,11 @@ class LSTMGrads(NamedTuple):
         dL/d(weights), nested like the ``params`` that were passed in.
     dh0, dc0 : ndarray
         dL/dh0 and dL/dc0, the shape of the initial state.
+
+    See Also
+    --------
+    lstm_backward : Returns these.
+    ravel : Flattens them, e.g. for ``scipy.optimize.minimize(jac=True)``.
     """
 
     dx: np.ndarray
@@ -92,7 +103,33 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     Returns
     -------
     LSTMParams
-        ``W_ih`` (4H, I), ``W_hh`` (4H, H), ``b`` (4H,).
+        ``W_ih`` (4H, I), ``W_hh`` (4H, H), ``b`` (4H,), of ``dtype``.
+
+    Raises
+    ------
+    ValueError
+        ``input_size`` or ``hidden_size`` is not a positive integer.
+    TypeError
+        ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    init_stack : Several layers and directions.
+    lstm : Runs them.
+
+    References
+    ----------
+    .. [1] PyTorch, ``torch.nn.LSTM``: the U(-1/sqrt(H), 1/sqrt(H)) draw,
+       https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
+    .. [2] R. Jozefowicz, W. Zaremba and I. Sutskever, "An empirical
+       exploration of recurrent network architectures", ICML 2015 (a forget
+       bias of 1).
+
+    Examples
+    --------
+    >>> p = init_params(3, 5, seed=0)
+    >>> p.W_ih.shape, p.W_hh.shape, p.b.shape
+    ((20, 3), (20, 5), (20,))
     """
     _check_sizes(input_size, hidden_size)
     dtype = np.dtype(dtype)
@@ -139,6 +176,23 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
         ``stack[l][d]``: layer ``l`` (length L), direction ``d`` (length
         D = 2 if ``bidirectional`` else 1). Layer 0 has ``W_ih`` (4H, I), the
         layers above (4H, D*H); every ``W_hh`` is (4H, H), every ``b`` (4H,).
+
+    Raises
+    ------
+    ValueError
+        ``input_size``, ``hidden_size`` or ``num_layers`` is not a positive integer.
+    TypeError
+        ``dtype`` is not float32 or float64.
+
+    See Also
+    --------
+    init_params : One layer and direction.
+    lstm : Runs the stack (``h0``, ``c0`` of shape (L*D, B, H)).
+
+    References
+    ----------
+    .. [1] PyTorch, ``torch.nn.LSTM`` (the layout of the stack and its
+       initial draw), https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
 
     Examples
     --------
@@ -206,6 +260,23 @@ def ravel(tree):
         ``same_kind`` casting, e.g. the float64 vectors SciPy hands back for
         float32 weights. A vector of another length or of a complex, object or
         string dtype raises ValueError.
+
+    Raises
+    ------
+    TypeError
+        A leaf is not a numeric array (or number), or a node is not a tuple,
+        list, dict, NamedTuple or None (the message gives its path, e.g.
+        ``tree[1].W_hh``).
+
+    See Also
+    --------
+    lstm_backward : Its gradients ravel the same way as the parameters.
+    nblstm.testing.check_grad : Checks gradients of trees of arrays.
+
+    References
+    ----------
+    .. [1] JAX, ``jax.flatten_util.ravel_pytree``,
+       https://jax.readthedocs.io/en/latest/_autosummary/jax.flatten_util.ravel_pytree.html
 
     Examples
     --------

@@ -86,6 +86,10 @@ class LeafCheck(NamedTuple):
     ok : bool
         Every entry satisfies
         ``|numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|)``.
+
+    See Also
+    --------
+    CheckGradResult : Holds one per checked array.
     """
 
     path: str
@@ -118,6 +122,10 @@ class CheckGradResult(NamedTuple):
         The tolerances used.
     leaves : tuple of LeafCheck
         One entry per checked array, in argument order.
+
+    See Also
+    --------
+    check_grad : Returns it.
     """
 
     ok: bool
@@ -268,8 +276,8 @@ def check_grad(fun: Callable[..., Any], grad: Callable[..., Any], args, *, eps=N
 
     See Also
     --------
-    assert_grad_close : the same check, raising ``AssertionError`` on failure.
-    scipy.optimize.check_grad : the one-array original.
+    assert_grad_close : The same check, raising ``AssertionError`` on failure.
+    scipy.optimize.check_grad : The one-array original.
 
     Notes
     -----
@@ -404,7 +412,9 @@ def assert_grad_close(fun, grad, args, **kwargs) -> CheckGradResult:
 
     Parameters
     ----------
-    fun, grad, args
+    fun, grad : callable
+        As for :func:`check_grad`.
+    args : tuple
         As for :func:`check_grad`.
     **kwargs
         ``eps``, ``rtol``, ``atol``, ``directions``, ``seed``: as for :func:`check_grad`.
@@ -418,6 +428,10 @@ def assert_grad_close(fun, grad, args, **kwargs) -> CheckGradResult:
     ------
     AssertionError
         If any entry is out of tolerance; the message is ``result.summary()``.
+
+    See Also
+    --------
+    check_grad : The check, returning its result.
     """
     result = check_grad(fun, grad, args, **kwargs)
     if not result.ok:
@@ -444,6 +458,10 @@ class LinearLoss(NamedTuple):
         (B, T, H), (T, B, H) with ``time_major``, or (T, H) unbatched.
     w_h, w_c : ndarray, shape of h_n
         (B, H), or (H,) unbatched.
+
+    See Also
+    --------
+    check_lstm_grad : Checks nblstm's gradients with it.
     """
 
     w_y: np.ndarray
@@ -503,7 +521,11 @@ def check_lstm_grad(x, params, h0=None, c0=None, *, lengths=None, reverse=False,
         as :func:`nblstm.lstm` takes it (every array is checked).
     h0, c0 : ndarray, shape (B, H), (H,) or (L*D, B, H) for a stack, optional
         Initial state; zeros if None (and then still checked).
-    lengths, reverse, time_major, backend
+    lengths : array_like of int, shape (B,), optional
+        Passed to :func:`nblstm.lstm_forward` and :func:`nblstm.lstm`.
+    reverse, time_major : bool
+        Passed to :func:`nblstm.lstm_forward` and :func:`nblstm.lstm`.
+    backend : {"cpu", "cuda"}
         Passed to :func:`nblstm.lstm_forward` and :func:`nblstm.lstm`.
     loss : LinearLoss, optional
         The loss; random standard-normal weights from ``seed`` if None.
@@ -517,6 +539,16 @@ def check_lstm_grad(x, params, h0=None, c0=None, *, lengths=None, reverse=False,
     CheckGradResult
         Paths name the arrays ``args[0]`` (x), ``args[1].W_ih``,
         ``args[1].W_hh``, ``args[1].b``, ``args[2]`` (h0) and ``args[3]`` (c0).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, as :func:`nblstm.lstm` raises them.
+
+    See Also
+    --------
+    check_grad : The general check.
+    nblstm.lstm_backward : The gradients checked.
     """
     import nblstm
 
