@@ -504,7 +504,7 @@ def evaluate_targets(res):
                      "PASS" if w["wall"] < 1.5 else "MISS", []))
         if "cold" in st:
             c = st["cold"]
-            rows.append(("cold compile (empty numba cache; README states it)",
+            rows.append(("cold compile (empty numba cache; docs/compile-time.md refers to it)",
                          f"{c['wall']:.1f} s process wall (import {c['import']:.1f}, forward "
                          f"{c['forward']:.1f}, backward {c['backward']:.1f})", "INFO", []))
     else:
