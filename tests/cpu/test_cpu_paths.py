@@ -6,7 +6,6 @@ inference projects the input in bounded chunks of time steps. Each is forced
 here through ``nblstm.cpu.config`` and compared with ``nblstm.reference``, and
 the automatic choice is checked on both sides of its thresholds.
 """
-import dataclasses
 
 import numpy as np
 import pytest
@@ -15,16 +14,6 @@ import nblstm
 from nblstm import cpu
 
 from _helpers import RTOL, all_arrays, assert_results_close, make_problem, run_api, run_reference
-
-
-@pytest.fixture
-def cpu_config():
-    """The CPU config, restored after the test."""
-    saved = dataclasses.replace(cpu.config)
-    yield cpu.config
-    for field in dataclasses.fields(saved):
-        setattr(cpu.config, field.name, getattr(saved, field.name))
-
 
 SHAPES = [(1, 5, 3, 1), (3, 7, 2, 5), (5, 6, 4, 33), (2, 4, 3, 40)]
 

@@ -8,7 +8,7 @@ import pytest
 import nblstm
 from nblstm.testing import check_grad
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
 def _example(name):

@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-from test_cpu_paths import cpu_config  # noqa: F401 (fixture)
 
 import nblstm
 from nblstm import cpu
