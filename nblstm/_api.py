@@ -396,16 +396,6 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     lstm_forward : Makes the cache.
     nblstm.testing.check_lstm_grad : Checks these gradients by finite differences.
     ravel : Flattens the gradients for scipy.optimize.
-
-    References
-    ----------
-    .. [1] S. Hochreiter and J. Schmidhuber, "Long short-term memory",
-       Neural Computation 9(8), pp. 1735-1780, 1997.
-    .. [2] F. A. Gers, J. Schmidhuber and F. Cummins, "Learning to forget:
-       continual prediction with LSTM", Neural Computation 12(10),
-       pp. 2451-2471, 2000.
-    .. [3] P. J. Werbos, "Backpropagation through time: what it does and how
-       to do it", Proceedings of the IEEE 78(10), pp. 1550-1560, 1990.
     """
     if not isinstance(cache, LSTMCache):
         v.fail("cache", "the LSTMCache returned by lstm_forward", type(cache).__name__, TypeError)
@@ -470,3 +460,10 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dh0, dc0 = (batch.states_out(be, s, single, on_device) for s in (dh0, dc0))
     dparams = dparams[0][0] if single else tuple(dparams)
     return LSTMGrads(dx, dparams, dh0, dc0)
+
+
+if lstm_backward.__doc__:    # None under python -OO
+    lstm_backward.__doc__ += _REFERENCES_DOC + """\
+    .. [3] P. J. Werbos, "Backpropagation through time: what it does and how
+       to do it", Proceedings of the IEEE 78(10), pp. 1550-1560, 1990.
+"""
