@@ -346,9 +346,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
-    path = plan.choose_path(B, H)
-    row_block, unit_block, row_groups = plan.tiling(B, H)
-    plan.record_pool(path)
+    path, row_block, unit_block, row_groups = plan.plan(B, H)
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)
     dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)

@@ -331,9 +331,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
-    path = plan.choose_path(B, H)
-    row_block, unit_block, row_groups = plan.tiling(B, H)
-    plan.record_pool(path)
+    path, row_block, unit_block, row_groups = plan.plan(B, H)
     h_n[...] = h0
     c_n[...] = c0
     if T == 0 or B == 0:

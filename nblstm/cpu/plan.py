@@ -1,19 +1,20 @@
 """How a CPU layer runs for its sizes: the step path and the parallel tiling (host code only).
 
-The twin of :mod:`nblstm.cuda.plan`. :func:`choose_path` picks how one step
-runs, :func:`tiling` how the ``"tiles"`` path splits a step over numba's
-threads; both read :data:`nblstm.cpu.config` and the layer drivers pass the
-answers to the kernels as arguments. :func:`record_pool` and
-:func:`numba_ran_last` remember, per calling thread, which pool of worker
-threads (numba's or BLAS's) the last layer ran on.
+The twin of :mod:`nblstm.cuda.plan`. :func:`plan` gives a layer's
+:class:`Plan`: :func:`choose_path` picks how one step runs, :func:`tiling`
+how the ``"tiles"`` path splits a step over numba's threads; both read
+:data:`nblstm.cpu.config`, and the layer drivers pass the answers to the
+kernels as arguments. :func:`numba_ran_last` says, per calling thread, which
+pool of worker threads (numba's or BLAS's) the last layer ran on.
 """
 import threading
+from typing import NamedTuple
 
 import numba
 
 from .config import config
 
-__all__ = ["PATHS", "choose_path", "tiling", "record_pool", "numba_ran_last"]
+__all__ = ["PATHS", "Plan", "plan", "choose_path", "tiling", "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas")
 
@@ -76,13 +77,43 @@ def tiling(B, H):
     return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
 
 
+class Plan(NamedTuple):
+    """How one layer runs (forward and backward alike).
+
+    Attributes
+    ----------
+    path : {"serial", "tiles", "blas"}
+        How a step runs (:func:`choose_path`).
+    row_block, unit_block : int
+        Batch rows and hidden units per parallel tile (``path="tiles"``).
+    row_groups : int
+        If positive, ``"tiles"`` runs as this many groups of whole rows, each
+        with its own loop over time; 0 for tiles of ``unit_block`` units and a
+        barrier every step (:func:`tiling`).
+    """
+
+    path: str
+    row_block: int
+    unit_block: int
+    row_groups: int
+
+
 #: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)
 _last_layer = threading.local()
 
 
-def record_pool(path):
-    """Remember that the calling thread's last layer ran on ``path``'s pool of threads."""
+def plan(B, H):
+    """The :class:`Plan` of a layer of batch B and hidden size H, remembered as the thread's last.
+
+    Raises
+    ------
+    ValueError
+        If ``config.path`` is set to something other than one of :data:`PATHS`.
+    """
+    path = choose_path(B, H)
+    p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"
+    return p
 
 
 def numba_ran_last():
