@@ -139,7 +139,8 @@ def main():
             grad_tasks = task_costs(stream.data, "nblstm-grad", args.repeats + 1)
             v_ref, g_ref = fun(theta, x, target)
             v, g = nd.map_grad(fun, theta, xg, td)
-            assert abs(v - v_ref) <= 1e-12 * abs(v_ref) and np.allclose(g, g_ref, rtol=1e-10, atol=1e-10 * np.abs(g_ref).max())
+            assert abs(v - v_ref) <= 1e-12 * abs(v_ref)
+            assert np.allclose(g, g_ref, rtol=1e-10, atol=1e-10 * np.abs(g_ref).max())
         rows.append((n_workers, "inference", base_inf[0], loop_inf[0], dask_inf[0], *inf_tasks))
         rows.append((n_workers, "map_grad", base_grad[0], loop_g[0], dask_grad[0], *grad_tasks))
         for name, m in (("one call", base_inf), ("loop", loop_inf), ("dask", dask_inf),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What the serial twins' dispatch (nblstm._jit.ParallelKernel) costs a call.
+"""What the serial twins' dispatch (nblstm.cpu._jit.ParallelKernel) costs a call.
 
     PYTHONPATH=$PWD python bench/parallel_regions.py [--blocks 7] [--calls 20]
 
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_common as bc  # noqa: E402
-
 import nblstm  # noqa: E402
-from nblstm import _jit  # noqa: E402
+from nblstm.cpu import _jit  # noqa: E402
+
+import bench_common as bc  # noqa: E402
 
 MODULES = ["nblstm.cpu.forward", "nblstm.cpu.backward", "nblstm.cpu.layout", "nblstm.cpu"]
 

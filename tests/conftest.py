@@ -1,10 +1,26 @@
+import dataclasses
 import pathlib
 import sys
+
+import pytest
+
+from nblstm import cpu
 
 # The tests are laid out like the package: api/ (nblstm.lstm & co, params, the
 # demo), cpu/ and cuda/ (the backends), interop/, testing/ (nblstm.testing and
 # the reference oracle); here, what spans the package (the protocol, lint,
-# docstrings). Fixtures live in conftest.py files; the test modules share the
+# docstrings) and nblstm.dask (a tests/dask folder on sys.path would pass for the
+# dask package where dask is not installed). Fixtures live in conftest.py files
+# (cpu_config here, as api/ and cpu/ use it); the test modules share the
 # helpers of tests/_helpers.py, made importable whatever --import-mode pytest
 # runs with.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+
+@pytest.fixture
+def cpu_config():
+    """The CPU config (nblstm.cpu.config), restored after the test."""
+    saved = dataclasses.replace(cpu.config)
+    yield cpu.config
+    for field in dataclasses.fields(saved):
+        setattr(cpu.config, field.name, getattr(saved, field.name))

@@ -19,14 +19,15 @@ import sys
 
 import numpy as np
 import pytest
-from _helpers import assert_close, mixed_lengths
 
 import nblstm
+
+from _helpers import assert_close, mixed_lengths
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
-import nblstm.dask as nd
+import nblstm.dask as nd  # noqa: E402
 
 RTOL = 1e-13
 WORKTREE = pathlib.Path(nblstm.__file__).resolve().parent

@@ -6,7 +6,6 @@ there, on every CPU path, in every layer and direction of a stack, forward and
 backward; the same for dy at padded steps. The CUDA twin is
 tests/cuda/test_api.py::test_padding_never_reaches_a_result.
 """
-import dataclasses
 
 import numpy as np
 import pytest
@@ -15,14 +14,6 @@ import nblstm
 from nblstm import cpu
 
 FILLS = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 1e300}
-
-
-@pytest.fixture
-def cpu_config():
-    saved = dataclasses.replace(cpu.config)
-    yield cpu.config
-    for field in dataclasses.fields(saved):
-        setattr(cpu.config, field.name, getattr(saved, field.name))
 
 
 def padded_problem(fill, *, B=4, T=5, I=3, H=6):
