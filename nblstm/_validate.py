@@ -6,6 +6,7 @@ raise ValueError, dtypes TypeError.
 """
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -217,3 +218,11 @@ def gradient(name, g, expected_shape, backend):
              f"shape {tuple(arr.shape)}")
     return arr
 
+
+
+def index(name, value):
+    """``value`` as an int (``operator.index``); TypeError naming ``name`` otherwise."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        fail(name, "an integer", repr(value), TypeError)

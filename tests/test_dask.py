@@ -73,7 +73,7 @@ def thread_settings(theta, x):
 
 def kernel_loads():
     """Per worker: kernels compiled there, and kernels loaded from numba's cache there."""
-    from nblstm._jit import REGISTRY
+    from nblstm.cpu._jit import REGISTRY
     compiled = sum(sum(k.stats.cache_misses.values()) for k in REGISTRY)
     loaded = sum(sum(k.stats.cache_hits.values()) for k in REGISTRY)
     return compiled, loaded

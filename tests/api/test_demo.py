@@ -84,7 +84,7 @@ def test_warm_up_covers_every_kernel_the_run_uses(monkeypatch):
     import io
 
     from nblstm import __main__ as demo
-    from nblstm import _jit
+    from nblstm.cpu import _jit
 
     def signatures():
         return {id(d): len(d.signatures) for d in _jit.REGISTRY}
