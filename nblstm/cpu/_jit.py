@@ -130,15 +130,18 @@ def _serial_twin(f):
     return njit(parallel=False, **_OPTIONS)(twin)
 
 
-def kernel(func=None, *, parallel=False):
+def kernel(func=None, *, parallel=False, inline="never"):
     """Compile ``func`` with the project's options (``parallel`` for prange drivers).
 
     A ``parallel`` driver comes back as a :class:`ParallelKernel` (the driver
     and its serial twin; the twin compiles on first use only).
+    ``inline="always"`` inlines the function into its callers in numba's own IR
+    (for the small entry points that users call in hot loops, where LLVM kept the
+    call and its dozens of exploded array arguments).
     """
 
     def wrap(f):
-        compiled = njit(parallel=parallel, **_OPTIONS)(f)
+        compiled = njit(parallel=parallel, inline=inline, **_OPTIONS)(f)
         REGISTRY.append(compiled)
         if not parallel:
             return compiled
