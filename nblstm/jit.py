@@ -77,6 +77,29 @@ def _expected(a, rows, n):
     return "expected shape " + shape + ", got " + _shape_text(a)
 
 
+@kernel
+def _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
+    """Raise for a shape that does not fit; returns H.
+
+    A function of its own: lstm_cell is inlined into its callers, and a ``raise``
+    inlined into a user's ``prange`` loop would keep numba from parallelising it
+    (more than one exit from the loop body).
+    """
+    I, H = _check_weights(W_ih, W_hh, b)
+    vector = np.int64(-1)   # not a literal -1: see cpu/_jit.py, "Literal arguments"
+    if _mismatch(x_t, vector, I):
+        raise ValueError("x_t: " + _expected(x_t, vector, I))
+    if _mismatch(h, vector, H):
+        raise ValueError("h: " + _expected(h, vector, H))
+    if _mismatch(c, vector, H):
+        raise ValueError("c: " + _expected(c, vector, H))
+    if _mismatch(h_out, vector, H):
+        raise ValueError("h_out: " + _expected(h_out, vector, H))
+    if _mismatch(c_out, vector, H):
+        raise ValueError("c_out: " + _expected(c_out, vector, H))
+    return H
+
+
 @kernel(inline="always")
 def _step(x_t, h, c, W_ih, W_hh, b, z, h_out, c_out):
     """One step into h_out, c_out (checked shapes; h_out may be h, c_out may be c)."""
@@ -150,18 +173,7 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     >>> bool(np.allclose(h, nblstm.lstm(np.ones((1, 3)), p)[0][0]))
     True
     """
-    I, H = _check_weights(W_ih, W_hh, b)
-    vector = np.int64(-1)   # not a literal -1: see cpu/_jit.py, "Literal arguments"
-    if _mismatch(x_t, vector, I):
-        raise ValueError("x_t: " + _expected(x_t, vector, I))
-    if _mismatch(h, vector, H):
-        raise ValueError("h: " + _expected(h, vector, H))
-    if _mismatch(c, vector, H):
-        raise ValueError("c: " + _expected(c, vector, H))
-    if _mismatch(h_out, vector, H):
-        raise ValueError("h_out: " + _expected(h_out, vector, H))
-    if _mismatch(c_out, vector, H):
-        raise ValueError("c_out: " + _expected(c_out, vector, H))
+    H = _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out)
     # the 4H pre-activations: on this function's stack (a buffer returned from a helper
     # would point into the helper's finished frame), on the heap only for H > 256
     z = stack_scratch(W_hh, 4 * H) if 4 * H <= STACK_ELEMENTS else np.empty(4 * H, W_hh.dtype)

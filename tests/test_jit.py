@@ -1,4 +1,5 @@
 """nblstm.jit: the compiled cell and sequence, from Python and from users' @njit code."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ from nblstm.cpu import _jit
 from nblstm.params import LSTMParams
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 DTYPES = [np.float32, np.float64]
 # float64 against the public API and the reference: round-off of a sum over I + H
 # terms in another order; float32 against the float64 reference: float32 round-off
@@ -186,6 +188,53 @@ def test_prange_over_sequences_equals_public_calls(dtype):
         np.testing.assert_array_equal(y[p], y1)
         np.testing.assert_array_equal(h_n[p], h1)
         np.testing.assert_array_equal(c_n[p], c1)
+
+
+@njit(parallel=True)
+def _user_prange_cells(x, h, c, W_ih, W_hh, b):
+    """One step of many independent states in place (lstm_cell is inlined: the loop must stay parallel)."""
+    for p in prange(h.shape[0]):
+        nj.lstm_cell(x[p], h[p], c[p], W_ih, W_hh, b, h[p], c[p])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prange_over_cells_equals_cells_from_python(dtype):
+    """Also: numba parallelises the loop (a NumbaPerformanceWarning would be an error here)."""
+    P, I, H = 40, 5, 16
+    rng = np.random.default_rng(4)
+    params = LSTMParams(*(a.astype(dtype) for a in nblstm.init_params(I, H, seed=rng)))
+    x = rng.standard_normal((P, I)).astype(dtype)
+    h0, c0 = rng.standard_normal((P, H)).astype(dtype), rng.standard_normal((P, H)).astype(dtype)
+    h, c = h0.copy(), c0.copy()
+    _user_prange_cells(x, h, c, *params)
+    for p in range(P):
+        h1, c1 = np.empty(H, dtype), np.empty(H, dtype)
+        nj.lstm_cell(x[p], h0[p], c0[p], *params, h1, c1)
+        np.testing.assert_array_equal(h[p], h1)
+        np.testing.assert_array_equal(c[p], c1)
+
+
+def test_bad_shape_inside_prange_reaches_the_caller():
+    """numba hands an exception raised in a parallel loop back as a SystemError caused by it."""
+    x, params, _, _ = _problem(1, 3, 4, np.float64)
+    h, c = np.zeros((6, 4)), np.zeros((6, 4))
+    with pytest.raises((ValueError, SystemError)) as info:
+        _user_prange_cells(np.zeros((6, 2)), h, c, *params)
+    error = info.value if isinstance(info.value, ValueError) else info.value.__cause__
+    assert isinstance(error, ValueError)
+    assert str(error) == "x_t: expected shape (3,), got (2,)"
+
+
+def test_particle_filter_example_tracks_the_signal():
+    """examples/particle_filter.py, small: the filtered signal beats the raw observations."""
+    spec = importlib.util.spec_from_file_location("example_particle_filter", EXAMPLES / "particle_filter.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    estimates, signal, y, seconds = module.run(particles=500, steps=40, seed=1)
+    rmse_filter = np.sqrt(np.mean((estimates - signal) ** 2))
+    rmse_raw = np.sqrt(np.mean((y - signal) ** 2))
+    assert np.isfinite(estimates).all() and seconds > 0
+    assert rmse_filter < 0.9 * rmse_raw
 
 
 USER_MODULE = textwrap.dedent('''
