@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _lean
 from . import _validate as v
 from ._batch import BatchLayout, user_state_shape
 from .params import LSTMGrads, LSTMParams
@@ -303,11 +304,18 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
 
 def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
          backend="cpu", check_finite=True):
+    # a plainly valid one-sequence call takes the lean path; anything else (and every error) _run
+    lean = _lean.forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, False)
+    if lean is not None:
+        return lean[:2]
     return _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, False)[:2]
 
 
 def lstm_forward(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
                  backend="cpu", check_finite=True):
+    lean = _lean.forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, True)
+    if lean is not None:
+        return lean
     return _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, True)
 
 
