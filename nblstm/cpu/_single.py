@@ -24,7 +24,7 @@ def all_finite(a):
     bad = False
     for j in range(flat.shape[0]):
         v = flat[j]
-        bad |= not (v - v == 0)            # inf - inf and nan - nan are nan
+        bad |= v - v != 0                  # inf - inf and nan - nan are nan, and nan != 0
     return not bad
 
 
