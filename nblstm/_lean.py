@@ -26,6 +26,19 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _EMPTY = {dtype: np.empty((0, 0, 0), dtype) for dtype in _FLOATS}
 
 
+def _cpu():
+    """The CPU backend and its one-sequence kernel, imported on first use (as _api does)."""
+    global _CPU
+    if _CPU is None:
+        from . import cpu
+        from .cpu import _single
+        _CPU = cpu, _single
+    return _CPU
+
+
+_CPU = None
+
+
 def _plain(a, dtype):
     """An ndarray of ``dtype`` that the kernels take as it is (C-contiguous, writeable)."""
     return type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
@@ -59,8 +72,7 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
     for s in (h0, c0):
         if s is not None and not (_plain(s, dtype) and s.shape == state_shape):
             return None
-    from . import cpu        # imported on first use, as _api does
-    from .cpu import _single
+    cpu, _single = _cpu()
     if cpu.choose_path(1, H) != "blas":
         return None
 
