@@ -32,54 +32,58 @@ from .cpu.forward import _activate_tile
 __all__ = ["lstm_cell", "lstm_sequence"]
 
 
+# The checks take the arrays' shapes, not the arrays: a call with a few integers
+# costs less than one with eight arrays, which numba passes as seven values each.
+
+
 @kernel
-def _shape_text(a):
-    """``a.shape`` written as Python writes a tuple: ``(3,)``, ``(4, 5)``."""
-    if a.ndim == 1:
-        return "(" + str(a.shape[0]) + ",)"
-    text = "(" + str(a.shape[0])
-    for axis in range(1, a.ndim):
-        text += ", " + str(a.shape[axis])
+def _shape_text(shape):
+    """A shape written as Python writes a tuple: ``(3,)``, ``(4, 5)``."""
+    if len(shape) == 1:
+        return "(" + str(shape[0]) + ",)"
+    text = "(" + str(shape[0])
+    for axis in range(1, len(shape)):
+        text += ", " + str(shape[axis])
     return text + ")"
 
 
 @kernel
 def _check_weights(W_ih, W_hh, b):
-    """Raise unless W_hh is (4H, H), W_ih (4H, I) and b (4H,); returns (I, H)."""
-    H = W_hh.shape[1]
-    if W_hh.shape[0] != 4 * H or H == 0:
+    """Raise unless the shapes are W_hh (4H, H), W_ih (4H, I) and b (4H,); returns (I, H)."""
+    H = W_hh[1]
+    if W_hh[0] != 4 * H or H == 0:
         raise ValueError("W_hh: expected shape (4*H, H) with H >= 1, got " + _shape_text(W_hh))
-    if W_ih.shape[0] != 4 * H or W_ih.shape[1] == 0:
+    if W_ih[0] != 4 * H or W_ih[1] == 0:
         raise ValueError("W_ih: expected shape (" + str(4 * H) + ", I) with I >= 1 to match W_hh's H="
                          + str(H) + ", got " + _shape_text(W_ih))
-    if b.shape[0] != 4 * H:
+    if b[0] != 4 * H:
         raise ValueError("b: expected shape (" + str(4 * H) + ",) to match W_hh's H=" + str(H)
                          + ", got " + _shape_text(b))
-    return W_ih.shape[1], H
+    return W_ih[1], H
 
 
 @kernel
-def _mismatch(a, rows, n):
-    """Whether ``a`` is not (rows, n), or for ``rows < 0`` not (n,)."""
+def _mismatch(shape, rows, n):
+    """Whether ``shape`` is not (rows, n), or for ``rows < 0`` not (n,)."""
     if rows < 0:
-        return a.shape[0] != n
-    return a.shape[0] != rows or a.shape[a.ndim - 1] != n
+        return shape[0] != n
+    return shape[0] != rows or shape[len(shape) - 1] != n
 
 
 @kernel
-def _expected(a, rows, n):
+def _expected(shape, rows, n):
     """"expected shape (rows, n), got ..." (rows < 0: (n,)) for the message of a mismatch.
 
     The caller puts the argument's name in front: a name passed in here would be a
     string literal, and numba compiles a function once per literal argument.
     """
-    shape = "(" + str(n) + ",)" if rows < 0 else "(" + str(rows) + ", " + str(n) + ")"
-    return "expected shape " + shape + ", got " + _shape_text(a)
+    expected = "(" + str(n) + ",)" if rows < 0 else "(" + str(rows) + ", " + str(n) + ")"
+    return "expected shape " + expected + ", got " + _shape_text(shape)
 
 
 @kernel
 def _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
-    """Raise for a shape that does not fit; returns H.
+    """Raise for a shape that does not fit (the arguments are the arrays' shapes); returns H.
 
     A function of its own: lstm_cell is inlined into its callers, and a ``raise``
     inlined into a user's ``prange`` loop would keep numba from parallelising it
@@ -173,7 +177,8 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     >>> bool(np.allclose(h, nblstm.lstm(np.ones((1, 3)), p)[0][0]))
     True
     """
-    H = _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out)
+    H = _check_cell(x_t.shape, h.shape, c.shape, W_ih.shape, W_hh.shape, b.shape, h_out.shape,
+                    c_out.shape)
     # the 4H pre-activations: on this function's stack (a buffer returned from a helper
     # would point into the helper's finished frame), on the heap only for H > 256
     z = stack_scratch(W_hh, 4 * H) if 4 * H <= STACK_ELEMENTS else np.empty(4 * H, W_hh.dtype)
@@ -234,21 +239,21 @@ def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
     >>> bool(np.allclose(y, nblstm.lstm(x, p)[0]))
     True
     """
-    I, H = _check_weights(W_ih, W_hh, b)
+    I, H = _check_weights(W_ih.shape, W_hh.shape, b.shape)
     T = x.shape[0]
     vector = np.int64(-1)   # not a literal -1: see cpu/_jit.py, "Literal arguments"
-    if _mismatch(x, T, I):
-        raise ValueError("x: " + _expected(x, T, I))
-    if _mismatch(h0, vector, H):
-        raise ValueError("h0: " + _expected(h0, vector, H))
-    if _mismatch(c0, vector, H):
-        raise ValueError("c0: " + _expected(c0, vector, H))
-    if _mismatch(y, T, H):
-        raise ValueError("y: " + _expected(y, T, H))
-    if _mismatch(h_n, vector, H):
-        raise ValueError("h_n: " + _expected(h_n, vector, H))
-    if _mismatch(c_n, vector, H):
-        raise ValueError("c_n: " + _expected(c_n, vector, H))
+    if _mismatch(x.shape, T, I):
+        raise ValueError("x: " + _expected(x.shape, T, I))
+    if _mismatch(h0.shape, vector, H):
+        raise ValueError("h0: " + _expected(h0.shape, vector, H))
+    if _mismatch(c0.shape, vector, H):
+        raise ValueError("c0: " + _expected(c0.shape, vector, H))
+    if _mismatch(y.shape, T, H):
+        raise ValueError("y: " + _expected(y.shape, T, H))
+    if _mismatch(h_n.shape, vector, H):
+        raise ValueError("h_n: " + _expected(h_n.shape, vector, H))
+    if _mismatch(c_n.shape, vector, H):
+        raise ValueError("c_n: " + _expected(c_n.shape, vector, H))
     # the 4H pre-activations: on this function's stack (a buffer returned from a helper
     # would point into the helper's finished frame), on the heap only for H > 256
     z = stack_scratch(W_hh, 4 * H) if 4 * H <= STACK_ELEMENTS else np.empty(4 * H, W_hh.dtype)
