@@ -37,7 +37,10 @@ def move_and_weigh(h, c, W_ih, W_hh, b, noise, w_obs, y_t, obs_sd, log_w):
     """Each particle p: (h[p], c[p]) <- LSTM(noise[p], h[p], c[p]); log_w[p] = log N(y_t; w.h[p], r^2)."""
     for p in prange(h.shape[0]):
         nblstm.jit.lstm_cell(noise[p], h[p], c[p], W_ih, W_hh, b, h[p], c[p])
-        residual = (y_t - np.dot(w_obs, h[p])) / obs_sd
+        prediction = 0.0
+        for j in range(h.shape[1]):        # a loop: np.dot here is a BLAS call per particle
+            prediction += w_obs[j] * h[p, j]
+        residual = (y_t - prediction) / obs_sd
         log_w[p] = -0.5 * residual * residual
 
 
@@ -58,8 +61,9 @@ def systematic_resample(weights, u, index):
 @njit(parallel=True, cache=True)
 def gather(src_h, src_c, index, dst_h, dst_c):
     for i in prange(index.shape[0]):
-        dst_h[i] = src_h[index[i]]
-        dst_c[i] = src_c[index[i]]
+        for j in range(dst_h.shape[1]):
+            dst_h[i, j] = src_h[index[i], j]
+            dst_c[i, j] = src_c[index[i], j]
 
 
 def simulate(params, w_obs, steps, noise_sd, obs_sd, rng):
@@ -75,7 +79,7 @@ def simulate(params, w_obs, steps, noise_sd, obs_sd, rng):
     return signal, y
 
 
-def run(particles=10_000, steps=100, input_size=4, hidden_size=32, seed=0):
+def run(particles=10_000, steps=100, input_size=8, hidden_size=32, seed=0):
     """Simulate a trajectory and filter it; returns (estimates, signal, y, seconds per step)."""
     rng = np.random.default_rng(seed)
     params = nblstm.init_params(input_size, hidden_size, seed=rng)
@@ -113,7 +117,7 @@ def main():
     estimates, signal, y, per_step = run(args.particles, args.steps)
     rmse_filter = np.sqrt(np.mean((estimates - signal) ** 2))
     rmse_raw = np.sqrt(np.mean((y - signal) ** 2))
-    print(f"{args.particles} particles, {args.steps} steps, (I, H) = (4, 32), float64")
+    print(f"{args.particles} particles, {args.steps} steps, (I, H) = (8, 32), float64")
     print(f"time per filter step: {per_step * 1e3:.2f} ms "
           f"({per_step / args.particles * 1e9:.0f} ns per particle: LSTM step, weight, resampling)")
     print(f"RMSE of the filtered signal {rmse_filter:.4f} against {rmse_raw:.4f} for the raw observations")
