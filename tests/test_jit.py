@@ -234,7 +234,7 @@ def test_particle_filter_example_tracks_the_signal():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, str(EXAMPLES / "particle_filter.py"), "--particles", "500",
-                           "--steps", "40"], env=env, cwd=ROOT, capture_output=True, text=True,
+                           "--steps", "80"], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     match = re.search(r"time per filter step: ([0-9.]+) ms.*RMSE of the filtered signal ([0-9.]+) "
