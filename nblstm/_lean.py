@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._batch import BatchLayout
 from .params import LSTMParams
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -27,12 +28,12 @@ _EMPTY = {dtype: np.empty((0, 0, 0), dtype) for dtype in _FLOATS}
 
 
 def _cpu():
-    """The CPU backend and its one-sequence kernel, imported on first use (as _api does)."""
+    """The CPU backend's config, plan and one-sequence kernel, imported on first use (as _api does)."""
     global _CPU
     if _CPU is None:
-        from . import cpu
-        from .cpu import _single
-        _CPU = cpu, _single
+        from .cpu import _single, plan
+        from .cpu.config import config
+        _CPU = config, plan, _single
     return _CPU
 
 
@@ -46,8 +47,9 @@ def _plain(a, dtype):
 
 def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, keep_cache):
     """``_run``'s result for a plainly valid one-sequence, one-layer CPU call; else None."""
-    if (type(backend) is not str or backend != "cpu" or lengths is not None or reverse is not False or type(params) is not LSTMParams
-            or type(time_major) is not bool or type(check_finite) is not bool or type(x) is not np.ndarray):
+    if (type(backend) is not str or backend != "cpu" or lengths is not None or reverse is not False
+            or type(params) is not LSTMParams or type(time_major) is not bool
+            or type(check_finite) is not bool or type(x) is not np.ndarray):
         return None
     dtype = x.dtype
     W_ih, W_hh, b = params
@@ -72,8 +74,8 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
     for s in (h0, c0):
         if s is not None and not (_plain(s, dtype) and s.shape == state_shape):
             return None
-    cpu, _single = _cpu()
-    if cpu.choose_path(1, H) != "blas":
+    config, plan, _single = _cpu()
+    if plan.choose_path(1, H) != "blas":
         return None
 
     if keep_cache:
@@ -94,19 +96,20 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
         y_user = np.empty((1, T, H), dtype)
         y_steps = y_user.swapaxes(0, 1)
     h_n, c_n = np.empty((1, 1, H), dtype), np.empty((1, 1, H), dtype)
-    chunk = max(1, min(T, cpu.config.chunk_elements // H4))
+    chunk = max(1, min(T, config.chunk_elements // H4))
     if not _single.forward_one_sequence(x_steps, W_ih, W_hh, b, h0t, c0t, y_steps, h_n[0], c_n[0],
                                         gates, cells, keep_cache, check_finite, chunk):
         return None                       # NaN or Inf: the general path names the argument
-    cpu._last_layer.blas = True           # as cpu.forward_layer records for the path it ran
+    plan._last_layer.blas = True          # as plan.plan records for the path forward_layer ran
     if unbatched:
         y, h_out, c_out = y_user[:, 0], h_n[0, 0], c_n[0, 0]
     else:
         y, h_out, c_out = y_user, h_n[0], c_n[0]
     cache = None
     if keep_cache:
-        from ._api import LSTMCache
-        layers = [[(x_steps, (W_ih, W_hh, b), h0t, c0t, gates, cells, False)]]
-        cache = LSTMCache("cpu", layers, np.full(1, T, np.int64), None, True, unbatched, time_major,
-                          False, dtype, (1, T, I, H, 1, 1))
+        # the cache _run makes for the same call: one layer, one forward direction, all T steps
+        from ._api import CachedDirection, LSTMCache
+        layers = [[CachedDirection(x_steps, LSTMParams(W_ih, W_hh, b), h0t, c0t, gates, cells, False)]]
+        batch = BatchLayout.of(None, 1, T, time_major, unbatched)
+        cache = LSTMCache("cpu", layers, batch, True, False, dtype, (I, H, 1, 1))
     return y, (h_out, c_out), cache

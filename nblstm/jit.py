@@ -11,7 +11,7 @@ nothing but one (4H,) buffer per call.
 The gate math is the CPU backend's own (:func:`nblstm.cpu.forward._activate_tile`
 on the sigmoid and tanh of :mod:`nblstm._math`); the products
 ``W_ih x_t + W_hh h_{t-1}`` of each gate row are summed in the fixed lane order
-of :mod:`nblstm._lanes`, which vectorises. Results agree with :func:`nblstm.lstm`
+of :mod:`nblstm.cpu._lanes`, which vectorises. Results agree with :func:`nblstm.lstm`
 to round-off (not bitwise: the public API sums in another order) and are
 bitwise the same run to run and on any number of threads.
 
@@ -25,7 +25,7 @@ float64); mixed dtypes compile a slower, promoting version.
 import numpy as np
 
 from .cpu._jit import kernel
-from ._lanes import STACK_ELEMENTS, gate_products, stack_scratch
+from .cpu._lanes import STACK_ELEMENTS, gate_products, stack_scratch
 from .cpu.elementwise import copy_row
 from .cpu.forward import _activate_tile
 

@@ -12,9 +12,10 @@ Inf in the same call.
 """
 import numpy as np
 
-from .._jit import kernel
-from ._rows import copy_row
+from ._jit import kernel
+from .elementwise import copy_row
 from .forward import _recurrence_blas
+from .matmul import gemm
 
 
 @kernel
@@ -81,7 +82,7 @@ def forward_one_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n, gates, cells, ke
         t1 = min(T, t0 + chunk)
         zx = buffer[t0:t1] if keep_cache else buffer[:t1 - t0]
         flat = zx.reshape(t1 - t0, H4)
-        np.dot(x[t0:t1].reshape(t1 - t0, I), W_ihT, flat)   # W_ih x_t for the chunk's steps
+        gemm(x[t0:t1].reshape(t1 - t0, I), W_ihT, flat)      # W_ih x_t for the chunk's steps
         for s in range(t1 - t0):
             for j in range(H4):
                 flat[s, j] += b[j]                           # + b

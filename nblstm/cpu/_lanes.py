@@ -29,7 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype, from_dtype
 
-from .cpu._jit import kernel
+from ._jit import kernel
 
 LANES = 8
 #: gate rows computed together (sharing each block of x and h), a multiple of 4

@@ -14,11 +14,11 @@ from numba.core.registry import CPUDispatcher
 
 import nblstm
 import nblstm.jit as nj
-from nblstm import _lanes, reference
-from nblstm.cpu import _jit
+from nblstm import reference
+from nblstm.cpu import _jit, _lanes
 from nblstm.params import LSTMParams
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DTYPES = [np.float32, np.float64]
 # float64 against the public API and the reference: round-off of a sum over I + H

@@ -19,14 +19,17 @@ def _inputs(layout, T, dtype, states, seed=0):
 
 
 def _equal(a, b):
+    """Same types, shapes, dtypes and bits, through tuples, lists and NamedTuples (the cache too)."""
     assert type(a) is type(b)
     if isinstance(a, np.ndarray):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
-    else:
+    elif isinstance(a, (tuple, list)):
         assert len(a) == len(b)
         for u, w in zip(a, b):
             _equal(u, w)
+    else:
+        assert a == b
 
 
 @pytest.fixture
@@ -38,9 +41,9 @@ def general_only(monkeypatch):
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
+def small_chunks(cpu_config):
     # several projection chunks in one inference call, as T = 10,000 at H = 32 has
-    monkeypatch.setattr(cpu.config, "chunk_elements", 3 * 4 * 32)
+    cpu_config.chunk_elements = 3 * 4 * 32
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -57,6 +60,8 @@ def test_same_bits_as_the_general_path(dtype, layout, states, T, small_chunks):
     general_training = _api._run(*args, True)
     _equal(lean_inference[:2], general_inference[:2])
     _equal(lean_training[:2], general_training[:2])
+    # the cache as _run makes it: LSTMCache, CachedDirection, LSTMParams, BatchLayout, all fields
+    _equal(lean_training[2], general_training[2])
     if T <= 3:      # one projection chunk: the training forward's bits (BLAS rounds per product)
         _equal(lean_inference[:2], lean_training[:2])
     # the cache: the same backward, bit for bit
@@ -126,8 +131,8 @@ def test_everything_else_goes_to_the_general_path(name, general_only):
         _equal(nblstm.lstm(x, params, h0, c0, **kwargs), expected)
 
 
-def test_a_forced_cpu_path_goes_to_the_general_path(monkeypatch, general_only):
-    monkeypatch.setattr(cpu.config, "path", "serial")
+def test_a_forced_cpu_path_goes_to_the_general_path(cpu_config, general_only):
+    cpu_config.path = "serial"
     x, params, h0, c0, _ = _inputs("batch_first", 3, np.float64, True)
     assert nblstm.lstm(x, params, h0, c0)[0].shape == (1, 3, 32)
 
