@@ -160,8 +160,8 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
 
     See Also
     --------
-    lstm_sequence : all steps of one sequence in one call.
-    nblstm.lstm : the batched public API (variable lengths, stacks, CUDA).
+    lstm_sequence : All steps of one sequence in one call.
+    nblstm.lstm : The batched public API (variable lengths, stacks, CUDA).
 
     References
     ----------
@@ -221,8 +221,8 @@ def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
 
     See Also
     --------
-    lstm_cell : one step.
-    nblstm.lstm : the batched public API.
+    lstm_cell : One step.
+    nblstm.lstm : The batched public API.
 
     References
     ----------

@@ -5,6 +5,7 @@ parameter documented with a type, See Also, ...) less a few checks, and on top
 of it what this project asks of a public function: a Raises section and
 References to the sources of the math or the formats.
 """
+import importlib
 import inspect
 
 import pytest
@@ -27,12 +28,15 @@ IGNORED_FOR_CLASSES = {"PR01"}
 NEVER_RAISE = {"nblstm.cuda_available"}
 #: functions whose References name the papers or formats they implement
 NEED_REFERENCES = {"lstm", "lstm_forward", "lstm_backward", "init_params", "init_stack", "ravel",
-                   "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx"}
+                   "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
+                   "jit.lstm_cell", "jit.lstm_sequence"}
+#: public modules that ``import nblstm`` leaves out (nblstm.jit compiles numba code on import)
+ON_DEMAND = ["jit"]
 
 
 def _public_names():
-    for name in nblstm.__all__:
-        obj = getattr(nblstm, name)
+    for name in nblstm.__all__ + ON_DEMAND:
+        obj = importlib.import_module(f"nblstm.{name}") if name in ON_DEMAND else getattr(nblstm, name)
         if inspect.ismodule(obj):
             yield from (f"nblstm.{name}.{sub}" for sub in obj.__all__)
         else:
@@ -55,15 +59,20 @@ def test_numpydoc_validation(qualname):
     assert not errors, "\n".join(errors)
 
 
+def _is_function(obj):
+    """A Python function, or a numba dispatcher of one (nblstm.jit)."""
+    return inspect.isfunction(getattr(obj, "py_func", obj))
+
+
 @pytest.mark.parametrize("qualname", [q for q in _public_names()
-                                      if inspect.isfunction(_resolve(q)) and q not in NEVER_RAISE])
+                                      if _is_function(_resolve(q)) and q not in NEVER_RAISE])
 def test_functions_say_what_they_raise(qualname):
     assert FunctionDoc(_resolve(qualname))["Raises"]
 
 
 @pytest.mark.parametrize("name", sorted(NEED_REFERENCES))
 def test_functions_cite_their_sources(name):
-    assert FunctionDoc(getattr(nblstm, name))["References"]
+    assert FunctionDoc(_resolve(f"nblstm.{name}"))["References"]
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_forward"])
