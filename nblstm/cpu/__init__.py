@@ -13,6 +13,8 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``matmul``          matrix products: BLAS's ``gemm`` and numba loops
 ``elementwise``     row copies and fills, ``add``
 ``_jit``            the one decorator policy of every kernel
+``_single``         CPU only: one sequence through one layer in one call (lean path)
+``_lanes``          CPU only: the fixed-order gate products of :mod:`nblstm.jit`
 ==================  ==========================================================
 """
 from .._protocol import PROTOCOL
