@@ -1,9 +1,15 @@
 """Shared test helpers: problem generation, the reference in every layout, comparisons."""
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 import nblstm
 from nblstm import _tree, reference
@@ -134,3 +140,42 @@ def all_arrays(y, state, grads):
 def arrays_in(tree):
     """Every ndarray in nested tuples / lists / named tuples (such as an LSTMCache)."""
     return [leaf for _, leaf in _tree.leaves(tree) if isinstance(leaf, np.ndarray)]
+
+
+@functools.cache
+def layer_env(layer):
+    """os.environ, extended so that numba can load threading layer ``layer`` in a child, or None.
+
+    ``layer`` is "tbb", "omp" or "workqueue". The ``tbb`` wheel (test extra) puts
+    libtbb.so.12 in ``<prefix>/lib``, which is not on the loader's path in a venv,
+    and numba then silently uses another layer; LD_LIBRARY_PATH has to name that
+    folder before the child starts. Callers set NUMBA_THREADING_LAYER themselves.
+    """
+    module = {"tbb": "tbbpool", "omp": "omppool", "workqueue": "workqueue"}[layer]
+    extras = [[]]
+    if layer == "tbb":
+        try:
+            dist = importlib.metadata.distribution("tbb")
+            extras += [[d] for d in sorted({str(dist.locate_file(f).resolve().parent)
+                                            for f in dist.files or () if f.name.startswith("libtbb.so")})]
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    for extra in extras:
+        env = dict(os.environ)
+        path = os.pathsep.join(extra + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+        if path:
+            env["LD_LIBRARY_PATH"] = path
+        probe = subprocess.run([sys.executable, "-c", f"import numba.np.ufunc.{module}"], env=env,
+                               capture_output=True, timeout=120)
+        if probe.returncode == 0:
+            return env
+    return None
+
+
+def require_layer(layer):
+    """layer_env(layer), or a skip of the calling test where numba cannot load ``layer`` here."""
+    env = layer_env(layer)
+    if env is None:
+        pytest.skip(f"numba cannot load its {layer} layer here"
+                    + (", even with the tbb wheel's lib folder on LD_LIBRARY_PATH" if layer == "tbb" else ""))
+    return dict(env)

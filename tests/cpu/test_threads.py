@@ -16,6 +16,8 @@ import pytest
 import nblstm
 import nblstm.cpu  # noqa: F401 - nblstm.cpu.PATHS below; the package does not import it
 
+from _helpers import require_layer
+
 ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
 
 WORKER = textwrap.dedent('''
@@ -108,6 +110,7 @@ WORKER = textwrap.dedent('''
                 t.join()
         import numba
         report.append(f"numba_threads={numba.get_num_threads()}")
+        report.append(f"layer={numba.threading_layer()}")
         with open(prefix + ".txt", "w") as f:
             f.write("\\n".join(report))
 
@@ -116,10 +119,10 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _run_worker(tmp_path, mode, name, threads, layer=None):
+def _run_worker(tmp_path, mode, name, threads, layer=None, env=None):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     env["NUMBA_NUM_THREADS"] = str(threads)
     if layer is not None:
         env["NUMBA_THREADING_LAYER"] = layer
@@ -162,16 +165,20 @@ def test_concurrent_python_threads(runs):
     assert not report, "\n".join(report[:20])
 
 
-def test_concurrent_python_threads_under_the_workqueue_layer(tmp_path, runs):
+@pytest.mark.parametrize("layer", ["omp", "workqueue", "tbb"])
+def test_concurrent_python_threads_under_a_chosen_layer(tmp_path, runs, layer):
     """workqueue aborts a process with two threads in parallel regions at once (issue 12).
 
-    numba falls back to it where neither TBB nor OpenMP is found; 4 Python
-    threads must still get the serial run's results, bitwise.
+    numba's default layer is tbb where the loader finds libtbb.so.12, else omp,
+    and workqueue where neither loads, so the fixture's default run covers only
+    one of them; under each, 4 Python threads must get the serial run's
+    results, bitwise.
     """
-    results, report = _run_worker(tmp_path, "threads", "wq", 2, layer="workqueue")
-    assert "numba_threads=2" in report
+    env = require_layer(layer)
+    results, report = _run_worker(tmp_path, "threads", layer, 2, layer=layer, env=env)
+    assert "numba_threads=2" in report and f"layer={layer}" in report, report[-5:]
     threads = [line for line in report if line.startswith(("thread ", "not repeatable"))]
     assert not threads, "\n".join(threads[:20])
     serial = runs["t1"][0]
     mismatches = [k for k in serial.files if not np.array_equal(results[k], serial[k])]
-    assert not mismatches, "workqueue differs from NUMBA_NUM_THREADS=1 in:\n" + "\n".join(mismatches)
+    assert not mismatches, f"{layer} differs from NUMBA_NUM_THREADS=1 in:\n" + "\n".join(mismatches)

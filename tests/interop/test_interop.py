@@ -519,7 +519,7 @@ def test_to_torch_state_dict_without_bias_refuses_a_nonzero_bias():
 
 
 class KerasLikeLSTM:
-    """The two methods of a Keras LSTM layer that from_keras reads (keras is not installed here)."""
+    """The two methods of a Keras LSTM layer that from_keras reads (the config checks, without keras)."""
 
     def __init__(self, weights, **config):
         self._weights = weights
@@ -548,13 +548,31 @@ def test_from_keras_takes_the_layer_and_checks_its_config():
         from_keras(KerasLikeLSTM([]))
 
 
+# Keras' torch backend turns tensors into arrays with np.array(tensor), and torch's
+# Tensor.__array__ (2.13) lacks NumPy 2's copy keyword, which NumPy reports as
+# deprecated; the values are the same.
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_from_keras_with_a_real_keras_layer():
+    """A Keras LSTM layer's own float64 numbers, both ways (KERAS_BACKEND: tests/interop/conftest.py)."""
     keras = pytest.importorskip("keras")
     layer = keras.layers.LSTM(4, activation="relu")
     layer.build((None, 5, 3))
     with pytest.raises(ValueError, match=r"^layer\.activation: expected 'tanh'"):
         from_keras(layer)
-    layer = keras.layers.LSTM(4, return_sequences=True)
-    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype("float32")
-    want = np.asarray(layer(x))
-    np.testing.assert_allclose(nblstm.lstm(x, from_keras(layer))[0], want, rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    for use_bias in (True, False):
+        layer = keras.layers.LSTM(4, return_sequences=True, return_state=True, use_bias=use_bias, dtype="float64")
+        want = [keras.ops.convert_to_numpy(a) for a in layer(x)]   # y, h_n, c_n
+        p = from_keras(layer)
+        assert use_bias == bool(np.any(p.b))      # Keras' unit_forget_bias: 1 in the f block
+        y, (h, c) = nblstm.lstm(x, p)
+        for got, expected in zip((y, h, c), want):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    # nblstm -> Keras: the layer computes nblstm's function with to_keras' weights, and gives them back exactly
+    q = init_params(3, 4, seed=1)
+    layer = keras.layers.LSTM(4, return_sequences=True, dtype="float64")
+    layer.build((None, 5, 3))
+    layer.set_weights(to_keras(q))
+    _assert_params_equal(from_keras(layer), q)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), nblstm.lstm(x, q)[0], rtol=1e-12, atol=1e-14)
+    assert not np.allclose(nblstm.lstm(x, _swap(p, 0, 1))[0], want[0], rtol=1e-6)   # a gate mix-up shows
