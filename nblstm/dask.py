@@ -365,7 +365,8 @@ def _evaluate(fun, theta, threads, *blocks):
     with _thread_share(threads):
         out = fun(theta, *blocks)
     if not (isinstance(out, tuple) and len(out) == 2):
-        v.fail("fun", "to return a tuple (value, grad)", type(out).__name__, TypeError)
+        got = f"a tuple of {len(out)} items" if isinstance(out, tuple) else type(out).__name__
+        v.fail("fun", "to return a tuple (value, grad)", got, TypeError)
     value, grad = out
     grad = np.array(grad, dtype=np.float64)
     if grad.shape != theta.shape:

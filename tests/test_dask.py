@@ -335,6 +335,11 @@ def test_map_grad_checks_what_fun_returns():
         nd.map_grad(lambda theta, b: (0.0, np.zeros(2)), np.zeros(3), x)
     with pytest.raises(TypeError, match=r"fun: expected to return a tuple \(value, grad\)"):
         nd.map_grad(lambda theta, b: 0.0, np.zeros(3), x)
+    # a tuple of the wrong length: the message says how long, not just "got tuple"
+    with pytest.raises(TypeError, match=r"expected to return a tuple \(value, grad\), got a tuple of 3 items"):
+        nd.map_grad(lambda theta, b: (0.0, theta, 1), np.zeros(3), x)
+    with pytest.raises(TypeError, match=r"expected to return a tuple \(value, grad\), got list"):
+        nd.map_grad(lambda theta, b: [0.0, theta], np.zeros(3), x)
 
 
 def test_map_grad_leaves_theta_alone():
