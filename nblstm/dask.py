@@ -219,7 +219,8 @@ def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major
         non-finite params. When computed: non-finite x, out-of-range dask
         ``lengths``.
     TypeError
-        Non-numeric dtypes, non-bool flags, ``threads`` not an integer.
+        Non-numeric dtypes, non-bool flags, ``threads`` not an integer; a
+        masked array (a dask array of masked chunks: when computed).
 
     See Also
     --------
