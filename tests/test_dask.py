@@ -101,14 +101,32 @@ def deadline():
     signal.signal(signal.SIGALRM, previous)
 
 
+#: the scheduler's HTTP server on a free port: dashboard_address=None still binds :8787 and,
+#: with that port taken (another cluster, a Jupyter session), warns, which fails the start here
+DASHBOARD = ":0"
+
+
 @pytest.fixture(scope="module")
 def client():
     # spawn-started workers inherit sys.path, so they import this worktree's nblstm and
-    # this module (the test asserts the first); no dashboard: no port to collide on
+    # this module (the test asserts the first)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=DASHBOARD) as cluster, \
             distributed.Client(cluster) as c:
         yield c
+
+
+def test_cluster_starts_with_port_8787_taken():
+    import socket
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:
+            pass                                     # someone else holds it: the same situation
+        with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=DASHBOARD):
+            pass
 
 
 def problem(B=9, T=17, I=3, H=4, seed=0):
