@@ -6,7 +6,8 @@ sequence) are numba dispatchers: call them from Python, or from your own
 simulation whose dynamics include a trained LSTM, a particle filter with one
 sequence per particle in a ``prange`` loop, a training loop written in numba).
 They write into output arrays that the caller passes, so a hot loop allocates
-nothing but one (4H,) buffer per call.
+nothing: a step's (4H,) pre-activations live on the stack (on the heap only for
+H > 256).
 
 The gate math is the CPU backend's own (:func:`nblstm.cpu.forward._activate_tile`
 on the sigmoid and tanh of :mod:`nblstm._math`); the products
