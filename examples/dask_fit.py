@@ -82,7 +82,8 @@ def fit(batch=1024, seq_len=50, hidden=8, block=128, maxiter=60, seed=0):
 
 
 if __name__ == "__main__":
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    # the dashboard on a free port: None still binds :8787, and warns when that is taken
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster):
         t0 = time.perf_counter()
         result, losses, seconds, _ = fit()

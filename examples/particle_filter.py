@@ -108,10 +108,21 @@ def run(particles=10_000, steps=100, input_size=8, hidden_size=32, seed=0):
     return estimates, signal, y, float(np.median(seconds[1:] if steps > 1 else seconds))
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (0 particles or steps would end in an empty reduction)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--particles", type=int, default=10_000)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--particles", type=positive_int, default=10_000)
+    ap.add_argument("--steps", type=positive_int, default=200)
     args = ap.parse_args()
     run(particles=100, steps=2)                     # compile (or load from numba's cache)
     estimates, signal, y, per_step = run(args.particles, args.steps)

@@ -92,7 +92,14 @@ def loss_and_grad(params, w, c, x, target, forward=_api.lstm_forward, backward=_
 
 
 def _progress(steps):
-    """tqdm's bar if tqdm is installed, else a plain progress line; both have .update/.set_loss/.close."""
+    """tqdm's bar on a terminal if tqdm is installed, else a plain progress line.
+
+    tqdm redraws its bar with carriage returns, which a log file or a pipe gets as
+    one long line, so it is used on a terminal only. Both have .update/.set_loss/.close.
+    """
+    isatty = getattr(sys.stdout, "isatty", None)
+    if not (isatty and isatty()):
+        return _PlainProgress(steps)
     try:
         from tqdm import tqdm
     except ImportError:

@@ -75,7 +75,8 @@ _RAISES_DOC = """
         ``x``, a weight or a state is not a real numeric array (bool, integer,
         float16/32/64); ``params`` is not an LSTMParams or a sequence of
         layers of them; ``reverse``, ``time_major`` or ``check_finite`` is not
-        a bool; ``lengths`` is not an integer array.
+        a bool; ``lengths`` is not an integer array; an argument is a masked
+        array (``numpy.ma``, whose masked values would be used).
     ValueError
         A shape that does not fit (the message names the argument and quotes
         the expected and the actual shape); ``lengths`` outside [0, T]; NaN or
@@ -100,9 +101,11 @@ _NOTES_DOC = """
     Notes
     -----
     Dtypes: the computation runs in ``np.result_type`` of ``x`` and the
-    weights, mapped onto floating point: bool and integers compute in float64,
-    float16 in float32, float32 and float64 as they are. Every result has
-    that dtype. No input is modified.
+    weights, mapped onto floating point: inputs that are all bool or
+    integers compute in float64, float16 in float32, float32 and float64 as
+    they are (so int16 ``x`` with float32 weights computes in float32, int64
+    ``x`` in float64). ``h0`` and ``c0`` do not take part: they are cast to
+    that dtype. Every result has that dtype. No input is modified.
 
     Devices: with ``backend="cuda"``, device memory (numba device arrays and
     anything with ``__cuda_array_interface__``: CuPy arrays, torch CUDA

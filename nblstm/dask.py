@@ -197,7 +197,7 @@ def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major
         Reject NaN and Inf: params and a NumPy h0/c0 now, x and dask states in
         the task that reads them (the error then comes from ``compute``).
     threads : int, optional
-        numba threads per task. Default: the ``OMP_NUM_THREADS`` of the process
+        The number of numba threads per task. Default: the ``OMP_NUM_THREADS`` of the process
         that runs the task (distributed's workers start with 1, as Dask already
         runs a task per thread of a worker), else 1. See docs/dask.md for BLAS's
         threads.
@@ -205,7 +205,7 @@ def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major
     Returns
     -------
     y : dask.array.Array, shape (B, T, D*H), (T, B, D*H) if ``time_major``, or (T, D*H)
-        h_t of the last layer at every valid step, 0 at padded steps; x's
+        The h_t of the last layer at every valid step, 0 at padded steps; x's
         chunks along batch and time, one chunk along the features. dtype as
         :func:`nblstm.lstm` (float32 or float64).
     (h_n, c_n) : tuple of dask.array.Array, the shape of ``h0``
@@ -219,12 +219,13 @@ def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major
         non-finite params. When computed: non-finite x, out-of-range dask
         ``lengths``.
     TypeError
-        Non-numeric dtypes, non-bool flags, ``threads`` not an integer.
+        Non-numeric dtypes, non-bool flags, ``threads`` not an integer; a
+        masked array (a dask array of masked chunks: when computed).
 
     See Also
     --------
-    nblstm.lstm : the same on in-memory arrays; each task calls it on one chunk.
-    map_grad : data-parallel gradients over the blocks of dask arrays.
+    nblstm.lstm : The same on in-memory arrays; each task calls it on one chunk.
+    map_grad : Data-parallel gradients over the blocks of dask arrays.
 
     References
     ----------
@@ -365,7 +366,8 @@ def _evaluate(fun, theta, threads, *blocks):
     with _thread_share(threads):
         out = fun(theta, *blocks)
     if not (isinstance(out, tuple) and len(out) == 2):
-        v.fail("fun", "to return a tuple (value, grad)", type(out).__name__, TypeError)
+        got = f"a tuple of {len(out)} items" if isinstance(out, tuple) else type(out).__name__
+        v.fail("fun", "to return a tuple (value, grad)", got, TypeError)
     value, grad = out
     grad = np.array(grad, dtype=np.float64)
     if grad.shape != theta.shape:
@@ -415,7 +417,7 @@ def map_grad(fun, theta, *arrays, split_every=8, threads=None):
     split_every : int
         Pairs summed per task of the reduction tree (>= 2).
     threads : int, optional
-        numba threads per task, as in :func:`lstm` (default: the
+        The number of numba threads per task, as in :func:`lstm` (default: the
         ``OMP_NUM_THREADS`` of the process that runs the task, else 1). BLAS's
         threads in this process are limited to the same number during the
         compute (threadpoolctl), for the threaded scheduler's tasks.
@@ -439,9 +441,9 @@ def map_grad(fun, theta, *arrays, split_every=8, threads=None):
 
     See Also
     --------
-    lstm : chunked inference over dask arrays.
-    nblstm.lstm_forward, nblstm.lstm_backward, nblstm.ravel : the pieces of an LSTM loss.
-    scipy.optimize.minimize : takes ``lambda th: map_grad(fun, th, *arrays)`` with ``jac=True``.
+    lstm : Chunked inference over dask arrays.
+    nblstm.lstm_forward, nblstm.lstm_backward, nblstm.ravel : The pieces of an LSTM loss.
+    scipy.optimize.minimize : Takes ``lambda th: map_grad(fun, th, *arrays)`` with ``jac=True``.
 
     References
     ----------

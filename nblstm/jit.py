@@ -6,7 +6,8 @@ sequence) are numba dispatchers: call them from Python, or from your own
 simulation whose dynamics include a trained LSTM, a particle filter with one
 sequence per particle in a ``prange`` loop, a training loop written in numba).
 They write into output arrays that the caller passes, so a hot loop allocates
-nothing but one (4H,) buffer per call.
+nothing: a step's (4H,) pre-activations live on the stack (on the heap only for
+H > 256).
 
 The gate math is the CPU backend's own (:func:`nblstm.cpu.forward._activate_tile`
 on the sigmoid and tanh of :mod:`nblstm._math`); the products
@@ -17,10 +18,11 @@ bitwise the same run to run and on any number of threads.
 
 Shapes and sizes are checked inside the compiled code: a mismatch raises
 ValueError naming the argument with the expected and the actual shape. An
-argument of the wrong number of dimensions or a non-float dtype fails when
-numba compiles the call (numba's ``TypingError``), as it does for any
-``@njit`` function. Use one float dtype for all arrays of a call (float32 or
-float64); mixed dtypes compile a slower, promoting version.
+argument of the wrong number of dimensions, or a weight or output array of a
+non-float dtype, fails when numba compiles the call (numba's ``TypingError``),
+as it does for any ``@njit`` function; integer inputs and states are promoted.
+Use one float dtype for all arrays of a call (float32 or float64); mixed
+dtypes compile a slower, promoting version.
 """
 import numpy as np
 
@@ -156,7 +158,8 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
         the expected and the actual shape). H comes from ``W_hh``, I from
         ``W_ih``.
     numba.core.errors.TypingError
-        At compile time, for arguments of the wrong dimension or dtype.
+        At compile time, for arguments of the wrong dimension, or weights or
+        outputs of a non-float dtype.
 
     See Also
     --------
@@ -217,7 +220,8 @@ def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
     ValueError
         If a shape does not match (the argument, expected and actual shape).
     numba.core.errors.TypingError
-        At compile time, for arguments of the wrong dimension or dtype.
+        At compile time, for arguments of the wrong dimension, or weights or
+        outputs of a non-float dtype.
 
     See Also
     --------

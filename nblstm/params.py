@@ -109,8 +109,10 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     ------
     ValueError
         ``input_size`` or ``hidden_size`` is not a positive integer.
+        A negative ``seed``.
     TypeError
-        ``dtype`` is not float32 or float64.
+        ``dtype`` is not float32 or float64; ``seed`` is not None, an int,
+        a sequence of ints or a Generator.
 
     See Also
     --------
@@ -181,8 +183,10 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
     ------
     ValueError
         ``input_size``, ``hidden_size`` or ``num_layers`` is not a positive integer.
+        A negative ``seed``.
     TypeError
-        ``dtype`` is not float32 or float64.
+        ``dtype`` is not float32 or float64; ``seed`` is not None, an int,
+        a sequence of ints or a Generator.
 
     See Also
     --------

@@ -303,7 +303,11 @@ def check_grad(fun: Callable[..., Any], grad: Callable[..., Any], args, *, eps=N
     g = grad(*work_args)
     g_tuple = (g,) if single else g
     if not isinstance(g_tuple, (tuple, list)) or len(g_tuple) != len(arg_tuple):
-        raise ValueError(f"grad: expected {len(arg_tuple)} entries (one per argument), got {type(g).__name__}")
+        n = len(arg_tuple)
+        got = (f"a {type(g).__name__} of {len(g)}" if isinstance(g_tuple, (tuple, list))
+               else type(g).__name__)
+        raise ValueError(f"grad: expected a tuple or list of {n} {'entry' if n == 1 else 'entries'} "
+                         f"(one per argument), got {got}")
     grad_slots = []
     for k, (work, g_k) in enumerate(zip(work_args, g_tuple)):
         _pair(work, g_k, f"args[{k}]", grad_slots)

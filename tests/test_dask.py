@@ -101,14 +101,32 @@ def deadline():
     signal.signal(signal.SIGALRM, previous)
 
 
+#: the scheduler's HTTP server on a free port: dashboard_address=None still binds :8787 and,
+#: with that port taken (another cluster, a Jupyter session), warns, which fails the start here
+DASHBOARD = ":0"
+
+
 @pytest.fixture(scope="module")
 def client():
     # spawn-started workers inherit sys.path, so they import this worktree's nblstm and
-    # this module (the test asserts the first); no dashboard: no port to collide on
+    # this module (the test asserts the first)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=DASHBOARD) as cluster, \
             distributed.Client(cluster) as c:
         yield c
+
+
+def test_cluster_starts_with_port_8787_taken():
+    import socket
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:
+            pass                                     # someone else holds it: the same situation
+        with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=DASHBOARD):
+            pass
 
 
 def problem(B=9, T=17, I=3, H=4, seed=0):
@@ -335,6 +353,11 @@ def test_map_grad_checks_what_fun_returns():
         nd.map_grad(lambda theta, b: (0.0, np.zeros(2)), np.zeros(3), x)
     with pytest.raises(TypeError, match=r"fun: expected to return a tuple \(value, grad\)"):
         nd.map_grad(lambda theta, b: 0.0, np.zeros(3), x)
+    # a tuple of the wrong length: the message says how long, not just "got tuple"
+    with pytest.raises(TypeError, match=r"expected to return a tuple \(value, grad\), got a tuple of 3 items"):
+        nd.map_grad(lambda theta, b: (0.0, theta, 1), np.zeros(3), x)
+    with pytest.raises(TypeError, match=r"expected to return a tuple \(value, grad\), got list"):
+        nd.map_grad(lambda theta, b: [0.0, theta], np.zeros(3), x)
 
 
 def test_map_grad_leaves_theta_alone():

@@ -6,6 +6,7 @@ of it what this project asks of a public function: a Raises section and
 References to the sources of the math or the formats.
 """
 import importlib
+import importlib.util
 import inspect
 
 import pytest
@@ -29,9 +30,10 @@ NEVER_RAISE = {"nblstm.cuda_available"}
 #: functions whose References name the papers or formats they implement
 NEED_REFERENCES = {"lstm", "lstm_forward", "lstm_backward", "init_params", "init_stack", "ravel",
                    "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
-                   "jit.lstm_cell", "jit.lstm_sequence"}
-#: public modules that ``import nblstm`` leaves out (nblstm.jit compiles numba code on import)
-ON_DEMAND = ["jit"]
+                   "jit.lstm_cell", "jit.lstm_sequence", "dask.lstm", "dask.map_grad"}
+#: public modules that ``import nblstm`` leaves out (nblstm.jit compiles numba code on import,
+#: nblstm.dask imports Dask, an optional extra)
+ON_DEMAND = ["jit"] + (["dask"] if importlib.util.find_spec("dask") else [])
 
 
 def _public_names():

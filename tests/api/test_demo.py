@@ -124,3 +124,31 @@ def test_plain_progress_writes_whole_lines_to_a_log(monkeypatch):
     lines = text.splitlines()
     assert len(lines) == 10 and lines[-1].startswith("training: 20/20 steps (100%)")
     assert text.endswith("\n")
+
+
+def test_tqdm_only_on_a_terminal(monkeypatch):
+    """tqdm rewrites its bar with carriage returns too: with tqdm installed, a log still gets lines."""
+    import io
+    import types
+
+    from nblstm import __main__ as demo
+
+    made = []
+
+    class FakeTqdm:                                  # records that the demo chose tqdm
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+
+        def set_postfix(self, **kwargs):
+            pass
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    monkeypatch.setattr(sys, "stdout", io.StringIO())                   # a log file
+    assert isinstance(demo._progress(10), demo._PlainProgress) and not made
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert isinstance(demo._progress(10), FakeTqdm) and len(made) == 1

@@ -1,4 +1,5 @@
 """init_stack and ravel."""
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -213,3 +214,11 @@ def test_ravel_bad_leaf():
         ravel((np.ones(2), "abc"))
     with pytest.raises(TypeError, match=r"tree\.W_ih: expected a numeric array, got dtype object"):
         ravel(LSTMParams(np.array([None]), np.ones(1), np.ones(1)))
+
+
+@pytest.mark.parametrize("seed, error", [("a", TypeError), (1.5, TypeError), (-1, ValueError)])
+@pytest.mark.parametrize("init", [init_params, init_stack])
+def test_bad_seed_names_the_argument(init, seed, error):
+    # numpy's own message ("expected non-negative integer") names no argument
+    with pytest.raises(error, match=rf"^seed: expected None, an int >= 0 .*got {re.escape(repr(seed))}$"):
+        init(2, 3, seed=seed)

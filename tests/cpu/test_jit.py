@@ -245,6 +245,17 @@ def test_particle_filter_example_tracks_the_signal():
     assert rmse_filter < 0.9 * rmse_raw
 
 
+@pytest.mark.parametrize("option", ["--particles", "--steps"])
+def test_particle_filter_example_refuses_zero(option):
+    """A usage error from argparse, not a traceback from the filter's first reduction."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "particle_filter.py"), option, "0"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"argument {option}: expected a positive integer, got '0'" in proc.stderr
+
+
 USER_MODULE = textwrap.dedent('''
     import json, sys
     import numpy as np

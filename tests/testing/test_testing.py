@@ -177,12 +177,16 @@ def test_tolerances():
     (lambda x: np.nan, quad_grad, X, ValueError, r"fun: expected a finite value"),
     (quad, quad_grad, X.astype(complex), TypeError, r"complex"),
     (lambda n: 1.0, lambda n: (0,), (3,), ValueError, r"at least one floating-point array"),
-    (lambda a, b: 1.0, lambda a, b: (a,), (X, X), ValueError, r"grad: expected 2 entries"),
+    (lambda a, b: 1.0, lambda a, b: (a,), (X, X), ValueError,
+     r"grad: expected a tuple or list of 2 entries \(one per argument\), got a tuple of 1$"),
+    # args a 1-tuple, grad one array: say what grad should have returned instead
+    (lambda a: 1.0, lambda a: a, (X,), ValueError,
+     r"grad: expected a tuple or list of 1 entry \(one per argument\), got ndarray$"),
     (lambda p: 1.0, lambda p: (p.a,), (Pair(X, X),), ValueError, r"grad: expected a Pair with 2 entries"),
     (quad, quad_grad, X, ValueError, r"directions"),
     (quad, quad_grad, X, ValueError, r"eps"),
 ], ids=["grad_shape", "fun_not_scalar", "fun_nan", "complex", "nothing_to_check", "grad_count",
-        "grad_structure", "directions", "eps"])
+        "grad_one_array", "grad_structure", "directions", "eps"])
 def test_errors(fun, grad, args, exc, match):
     kwargs = {"directions": dict(directions=0), "eps": dict(eps=-1.0)}.get(match, {})
     with pytest.raises(exc, match=match):
