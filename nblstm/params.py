@@ -73,10 +73,17 @@ class LSTMGrads(NamedTuple):
     dc0: np.ndarray
 
 
+def _check_positive_int(name, value):
+    """TypeError for what ``value`` is (a float, a bool, a string), ValueError for its value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def _check_sizes(input_size, hidden_size):
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    _check_positive_int("input_size", input_size)
+    _check_positive_int("hidden_size", hidden_size)
 
 
 def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_bias=1.0):
@@ -108,9 +115,10 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     Raises
     ------
     ValueError
-        ``input_size`` or ``hidden_size`` is not a positive integer.
+        ``input_size`` or ``hidden_size`` is an integer below 1.
         A negative ``seed``.
     TypeError
+        ``input_size`` or ``hidden_size`` is not an integer (a float, a bool);
         ``dtype`` is not float32 or float64; ``seed`` is not None, an int,
         a sequence of ints or a Generator.
 
@@ -182,9 +190,10 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
     Raises
     ------
     ValueError
-        ``input_size``, ``hidden_size`` or ``num_layers`` is not a positive integer.
+        ``input_size``, ``hidden_size`` or ``num_layers`` is an integer below 1.
         A negative ``seed``.
     TypeError
+        ``input_size``, ``hidden_size`` or ``num_layers`` is not an integer;
         ``dtype`` is not float32 or float64; ``seed`` is not None, an int,
         a sequence of ints or a Generator.
 
@@ -205,8 +214,7 @@ def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
     [[(20, 3), (20, 3)], [(20, 10), (20, 10)]]
     """
     _check_sizes(input_size, hidden_size)
-    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
-        raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
+    _check_positive_int("num_layers", num_layers)
     rng = generator(seed)
     D = 2 if bidirectional else 1
     layers = []

@@ -56,8 +56,6 @@ def test_init_stack_generator_seed():
     (dict(input_size=0, hidden_size=3), "input_size"),
     (dict(input_size=2, hidden_size=-1), "hidden_size"),
     (dict(input_size=2, hidden_size=3, num_layers=0), "num_layers"),
-    (dict(input_size=2, hidden_size=3, num_layers=1.5), "num_layers"),
-    (dict(input_size=2, hidden_size=3, num_layers=True), "num_layers"),
 ])
 def test_init_stack_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -222,3 +220,20 @@ def test_bad_seed_names_the_argument(init, seed, error):
     # numpy's own message ("expected non-negative integer") names no argument
     with pytest.raises(error, match=rf"^seed: expected None, an int >= 0 .*got {re.escape(repr(seed))}$"):
         init(2, 3, seed=seed)
+
+
+def _sized(name, value):
+    if name == "num_layers":
+        return init_stack(3, 4, value)
+    return init_params(**dict(dict(input_size=3, hidden_size=4), **{name: value}))
+
+
+@pytest.mark.parametrize("name", ["input_size", "hidden_size", "num_layers"])
+def test_sizes_of_the_wrong_type_are_a_type_error_and_bad_values_a_value_error(name):
+    # The project's rule: TypeError for what an argument is, ValueError for its value.
+    for wrong_type in (3.5, "3", True, None):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a positive integer, got "):
+            _sized(name, wrong_type)
+    for wrong_value in (0, -2):
+        with pytest.raises(ValueError, match=rf"^{name}: expected a positive integer, got "):
+            _sized(name, wrong_value)
