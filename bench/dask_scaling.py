@@ -119,7 +119,7 @@ def main():
         loop_inf = median_time(loop_inference, args.repeats)
         loop_g = median_time(loop_grad, args.repeats)
         with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster):
+                                      dashboard_address=":0") as cluster, distributed.Client(cluster):
             xd = da.from_array(x, chunks=CHUNKS + (I,)).persist()
             td = da.from_array(target, chunks=(CHUNKS[0], T, 1)).persist()
             xg = xd.rechunk((CHUNKS[0], T, I)).persist()
