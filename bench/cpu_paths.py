@@ -2,15 +2,16 @@
 
     python bench/cpu_paths.py float32,float64 inference,training 1,100,32,128 32,50,32,64
 
-The paths and torch are interleaved with pauses, as in compare.py (its
-``time_interleaved``). Prints the median ms per call of each, and each path's
-ratio to torch. This is the measurement behind the thresholds in
+The paths and torch run in alternating blocks with pauses, as in compare.py
+(``harness.time_blocks``). Prints the steady-state ms per call of each, and each
+path's ratio to torch. This is the measurement behind the thresholds in
 ``nblstm.cpu.config``.
 """
 import argparse
 import dataclasses
 
 import compare
+import harness
 
 from nblstm import cpu
 
@@ -32,9 +33,9 @@ def main():
     p.add_argument("dtypes")
     p.add_argument("modes")
     p.add_argument("points", nargs="+")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--blocks", type=int, default=5)
     p.add_argument("--pause", type=float, default=0.1)
-    p.add_argument("--min-sample", type=float, default=0.03)
+    p.add_argument("--min-block", type=float, default=0.05)
     p.add_argument("--paths", default=",".join(cpu.PATHS))
     args = p.parse_args()
     impls = bc.available_implementations(["nblstm", "torch"])
@@ -52,9 +53,9 @@ def main():
                 fns = {q: forced(q, fn) for q in paths}
                 if "torch" in impls:
                     fns["torch"], _ = bc.make_callable("torch", case, inputs)
-                t = compare.time_interleaved(fns, args.repeats, args.pause, args.min_sample)
-                torch_ms = t["torch"]["median"] * 1e3 if "torch" in t else float("nan")
-                cells = [f"{t[q]['median'] * 1e3:.3f} ({t[q]['median'] * 1e3 / torch_ms:.2f})"
+                t = harness.time_blocks(fns, args.blocks, args.pause, args.min_block)
+                torch_ms = t["torch"].steady * 1e3 if "torch" in t else float("nan")
+                cells = [f"{t[q].steady * 1e3:.3f} ({t[q].steady * 1e3 / torch_ms:.2f})"
                          for q in paths]
                 print(f"{dtype} {mode} {case.shape} | " + " | ".join(cells)
                       + f" | {torch_ms:.3f}", flush=True)

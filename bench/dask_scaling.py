@@ -41,11 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import harness  # bench/harness.py: this script's folder is on sys.path
+
 import nblstm
 
 B, T, I, H = 4096, 20, 16, 32
 CHUNKS = (512, 10)
-MARK_BEGIN, MARK_END = "<!-- dask_scaling: begin -->", "<!-- dask_scaling: end -->"
 
 
 def readout_loss(theta, x, target, *, unravel):
@@ -150,7 +151,6 @@ def main():
     import dask
     import numba
     lines = [
-        MARK_BEGIN,
         "## Dask scaling (`python bench/dask_scaling.py`)",
         "",
         (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
@@ -167,18 +167,11 @@ def main():
     lines += [f"| {n} | {job} | {b:.3f} | {lp:.3f} | {d:.3f} | {d / b:.2f} | {d / lp:.2f} "
               f"| {1e3 * task:.1f} | {xfer:.3f} |"
               for n, job, b, lp, d, task, xfer in rows]
-    lines += ["", MARK_END]
     table = "\n".join(lines)
     print(table)
     if args.write:
         path = ROOT / "bench" / "RESULTS.md"
-        text = path.read_text()
-        if MARK_BEGIN in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + table + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + table + "\n"
-        path.write_text(text)
+        harness.write_section(path, "dask_scaling", table)
         print(f"wrote {path}")
 
 

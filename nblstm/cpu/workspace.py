@@ -8,7 +8,7 @@ each of its pages faults when first written, about 1.5 µs a page on the 2-core
 VM we measure on, and glibc hands freed memory of that size back to the system,
 so every call faulted its scratch in again. Training at (B, T, I, H) =
 (32, 50, 32, 64) float32 took 5.1-5.4 ms a call that way and 3.4-3.6 ms with
-the backward's scratch kept (`python bench/scratch_reuse.py`).
+the backward's scratch kept (`python bench/investigations/scratch_reuse.py`).
 
 Only arrays that never leave a call are kept: the backward's dL/dz and h_{t-1}
 for all steps, the inference projection buffer of the ``"blas"`` path, and the

@@ -1,6 +1,6 @@
 """Split one CPU inference call into its parts: per-step BLAS, element-wise, projection.
 
-    python bench/profile_forward.py float32 64,100,128,256
+    python bench/investigations/profile_forward.py float32 64,100,128,256
 """
 import statistics
 import sys

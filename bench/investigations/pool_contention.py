@@ -1,6 +1,6 @@
 """What alternating thread pools costs: numba's, nblstm's BLAS, and NumPy's BLAS.
 
-    python bench/pool_contention.py float32 32,50,32,64
+    python bench/investigations/pool_contention.py float32 32,50,32,64
 
 Each pool keeps spinning for a while after it runs; on a machine with few
 cores the next pool then waits for a core. Prints ms per call (median of

@@ -1,6 +1,6 @@
 """Single-threaded BLAS inside a numba parallel region, against BLAS's own threads.
 
-    python bench/blas_in_parallel.py [float32|float64] [M,K,N]
+    python bench/investigations/blas_in_parallel.py [float32|float64] [M,K,N]
 
 Issue 4 names this as a way to keep numba's and BLAS's threads from competing:
 call BLAS with one thread from each numba thread. This script times the

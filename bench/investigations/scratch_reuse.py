@@ -1,6 +1,6 @@
 """What keeping the CPU backend's scratch between calls saves (``nblstm.cpu.workspace``).
 
-    python bench/scratch_reuse.py float32 training 32,50,32,64 [more shapes ...]
+    python bench/investigations/scratch_reuse.py float32 training 32,50,32,64 [more shapes ...]
 
 Each setting runs in its own fresh process, as a user's loop would: the state of
 the process's heap, not just this library, decides whether a freed array's
