@@ -11,6 +11,8 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``backward``        ``backward_layer`` (BPTT) and its kernels
 ``activations``     the gate math of :mod:`nblstm._math`, compiled
 ``matmul``          matrix products: BLAS's ``gemm`` and numba loops
+``slices``          the ``"slices"`` path: a slice of hidden units per thread
+``mkl``             MKL's sequential GEMM for ``slices`` (the ``mkl`` extra)
 ``elementwise``     row copies and fills, ``add``
 ``_jit``            the one decorator policy of every kernel
 ``_single``         CPU only: one sequence through one layer in one call (lean path)
@@ -37,7 +39,7 @@ from .layout import (
     view_internal,
     zero_padding,
 )
-from .plan import PATHS, choose_path
+from .plan import PATHS, choose_path, mkl_slices
 from .workspace import empty, scratch, zeros, zeros_input
 
-__all__ = ["config", "PATHS", "choose_path", *PROTOCOL]
+__all__ = ["config", "PATHS", "choose_path", "mkl_slices", *PROTOCOL]

@@ -2,7 +2,7 @@
 
 A serial loop over time from the last step to the first. Each step is the
 fused element-wise gate backward, which writes ``dZ_t`` and ``h_{t-1}``, then
-the product with ``dZ_t``, in one of the forward pass's three ways (``path``):
+the product with ``dZ_t``, in one of the forward pass's four ways (``path``):
 
 - ``"tiles"``: parallel tiles of (batch rows, hidden units) with numba
   products; the step's product is ``[dx_t | dh_{t-1}] = dZ_t [W_ih | W_hh]``,
@@ -11,7 +11,9 @@ the product with ``dZ_t``, in one of the forward pass's three ways (``path``):
   on their own, and tiles of part of a row meet at barriers every step;
 - ``"serial"``: the same as one tile on the calling thread;
 - ``"blas"``: ``dh_{t-1} = dZ_t W_hh`` as one BLAS product per step, the
-  element-wise part on the calling thread, and dx as one product after the loop.
+  element-wise part on the calling thread, and dx as one product after the loop;
+- ``"slices"``: per slice of hidden units, step t+1's product for the slice's
+  dh columns, then step t's gate backward on those units (:mod:`nblstm.cpu.slices`).
 
 After the loop come the weight gradients, products over all steps at once: BLAS
 on the ``"blas"`` path, ``_weight_grads`` (numba, parallel) on the others, so
@@ -25,6 +27,7 @@ from .._batch import running_rows
 from . import plan, workspace
 from ._jit import kernel
 from .activations import cell_backward, tanh
+from .config import config
 from .elementwise import copy_row, zero_row
 from .matmul import add_products, gemm
 
@@ -347,6 +350,13 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     T, B, I = x.shape
     H = W_hh.shape[1]
     path, row_block, unit_block, row_groups = plan.plan(B, H)
+    if path == "slices":
+        # imported here: slices.py builds on this module's step helpers
+        from . import slices
+        slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                              dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
+                              route=config.slices_gemm)
+        return
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)
     dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)

@@ -31,8 +31,8 @@ class CPUConfig:
         Below ``blas_min_work``, batches from this size run in parallel tiles
         (``"tiles"``), smaller ones on the calling thread (``"serial"``).
     path : str or None
-        Force ``"serial"``, ``"tiles"`` or ``"blas"`` (tests, benchmarks);
-        None chooses by size.
+        Force ``"serial"``, ``"tiles"``, ``"blas"`` or ``"slices"`` (tests,
+        benchmarks); None chooses by size.
     min_unit_block : int
         Smallest number of hidden units per parallel tile.
     tiles_per_thread : int
@@ -44,6 +44,14 @@ class CPUConfig:
         Most bytes of each scratch array (the backward's dL/dz and h_{t-1},
         the projection buffer) that a thread keeps for its next call
         (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
+    slice_units : int
+        Hidden units per slice on the ``"slices"`` path (:mod:`nblstm.cpu.slices`);
+        0 chooses by H. Results depend on it with MKL, never on the thread count.
+    slices_gemm : str
+        The ``"slices"`` path's products: ``"auto"`` (MKL's sequential GEMM
+        where :mod:`nblstm.cpu.mkl` finds it, else numba loops), ``"mkl"``
+        (required) or ``"numba"``. Large sizes take ``"slices"`` by themselves
+        only with MKL; ``"numba"`` keeps the choice of the other paths.
     """
 
     blas_min_work: int = 4_000_000
@@ -54,6 +62,8 @@ class CPUConfig:
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
     workspace_bytes: int = 64 << 20
+    slice_units: int = 0
+    slices_gemm: str = "auto"
 
 
 #: the configuration every call reads

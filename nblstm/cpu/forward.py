@@ -1,7 +1,7 @@
 """CPU forward pass of one LSTM layer (forward direction, batch sorted by length).
 
 A serial loop over time; each step computes ``z = b + W_ih x_t + W_hh h_{t-1}``
-and the fused gate and cell update, in one of three ways (``path``, chosen by
+and the fused gate and cell update, in one of four ways (``path``, chosen by
 size in :func:`nblstm.cpu.plan.choose_path`):
 
 - ``"tiles"``: tiles of (two batch rows, block of hidden units), each
@@ -16,7 +16,11 @@ size in :func:`nblstm.cpu.plan.choose_path`):
 - ``"blas"``: as the fast LSTM implementations for large sizes do it, the input
   projection of a chunk of steps as one BLAS product (``_project_chunk``), then
   per step one BLAS product ``W_hh h_{t-1}`` for all rows and the element-wise
-  update on the calling thread.
+  update on the calling thread;
+- ``"slices"``: each thread owns a slice of hidden units and runs the whole
+  step for it, product included, with one barrier per step
+  (:mod:`nblstm.cpu.slices`; MKL's sequential GEMM where :mod:`nblstm.cpu.mkl`
+  finds it, else numba loops that give the ``"serial"`` path's bits).
 
 The first two call no BLAS at all, the third runs no numba parallel region:
 numba's and BLAS's worker threads never compete for the cores (numba issue
@@ -335,6 +339,12 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     h_n[...] = h0
     c_n[...] = c0
     if T == 0 or B == 0:
+        return
+    if path == "slices":
+        # imported here: slices.py builds on this module's step helpers
+        from . import slices
+        slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
+                             units=unit_block, route=config.slices_gemm)
         return
     n_active = running_rows(lengths, T)
     last_step = lengths - 1

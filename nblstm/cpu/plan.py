@@ -12,11 +12,12 @@ from typing import NamedTuple
 
 import numba
 
+from . import mkl
 from .config import config
 
-__all__ = ["PATHS", "Plan", "plan", "choose_path", "tiling", "numba_ran_last"]
+__all__ = ["PATHS", "Plan", "plan", "choose_path", "mkl_slices", "slice_units", "tiling", "numba_ran_last"]
 
-PATHS = ("serial", "tiles", "blas")
+PATHS = ("serial", "tiles", "blas", "slices")
 
 
 def choose_path(B, H):
@@ -24,7 +25,9 @@ def choose_path(B, H):
 
     The choice depends on the sizes only, the same for inference and training:
     ``"blas"`` rounds differently from the other two (which are bitwise equal),
-    so ``lstm`` and ``lstm_forward`` give the same bits, and results do not
+    and so does ``"slices"`` with MKL (chosen for the sizes of ``"blas"`` from
+    two rows where MKL is installed, :func:`mkl_slices`), so ``lstm`` and
+    ``lstm_forward`` give the same bits, and results do not
     depend on ``NUMBA_NUM_THREADS``. A training step's forward and backward
     then also use one pool of threads: numba's and BLAS's each keep spinning
     after they run, and alternating them made a training step 2.5-3.5x slower
@@ -37,7 +40,7 @@ def choose_path(B, H):
 
     Returns
     -------
-    {"serial", "tiles", "blas"}
+    {"serial", "tiles", "blas", "slices"}
 
     Raises
     ------
@@ -49,9 +52,24 @@ def choose_path(B, H):
             raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
                              f"got {config.path!r}")
         return config.path
+    large = B * H * 4 * H >= config.blas_min_work
+    if large and B >= config.numba_min_batch and mkl_slices():
+        return "slices"
     if B < config.numba_min_batch or B * H * 4 * H >= config.blas_min_work:
         return "blas"
     return "tiles" if B >= config.tiles_min_batch else "serial"
+
+
+def mkl_slices():
+    """Whether large sizes take ``"slices"`` with MKL's GEMM (where :mod:`nblstm.cpu.mkl` finds MKL).
+
+    Each thread then multiplies its own packed slice of the weights; at
+    (64, 100, 128, 256) float32 on one core that took 55 ms against 69 ms for
+    torch's oneDNN (bench/notes.md), where the ``"blas"`` path's OpenBLAS
+    repacks W_hh at every step. ``config.slices_gemm = "numba"`` keeps the
+    choice of the other paths.
+    """
+    return config.slices_gemm != "numba" and mkl.available()
 
 
 def tiling(B, H):
@@ -77,15 +95,30 @@ def tiling(B, H):
     return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
 
 
+def slice_units(H, units):
+    """Units per slice on the ``"slices"`` path: ``units`` if positive, else H / 2 up to a multiple of 8, in [8, 64].
+
+    A multiple of 8 keeps each gate's block a whole number of vectors. Wide
+    slices make long product rows (4u columns): on one core MKL's sgemm at
+    (64, 100, 128, 256) took 55 ms with 64 units, 62 ms with 32 and 70 ms with
+    128 (bench/notes.md); at least two slices give two threads work.
+    """
+    if units > 0:
+        return max(1, min(units, H))
+    return max(1, min(H, 64, max(8, 8 * (-(-H // 16)))))
+
+
 class Plan(NamedTuple):
     """How one layer runs (forward and backward alike).
 
     Attributes
     ----------
-    path : {"serial", "tiles", "blas"}
+    path : {"serial", "tiles", "blas", "slices"}
         How a step runs (:func:`choose_path`).
     row_block, unit_block : int
-        Batch rows and hidden units per parallel tile (``path="tiles"``).
+        Batch rows and hidden units per parallel tile (``path="tiles"``);
+        on the ``"slices"`` path ``unit_block`` is the units per slice
+        (:func:`slice_units`).
     row_groups : int
         If positive, ``"tiles"`` runs as this many groups of whole rows, each
         with its own loop over time; 0 for tiles of ``unit_block`` units and a
@@ -111,7 +144,11 @@ def plan(B, H):
         If ``config.path`` is set to something other than one of :data:`PATHS`.
     """
     path = choose_path(B, H)
-    p = Plan(path, *tiling(B, H))
+    if path == "slices":
+        # cut by H alone, never by the thread count: MKL's sums depend on the shapes
+        p = Plan(path, 0, slice_units(H, config.slice_units), 0)
+    else:
+        p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"
     return p
 

@@ -48,6 +48,7 @@ def test_paths_agree_with_each_other(cpu_config, path):
 
 
 def test_automatic_choice_switches_at_the_thresholds(cpu_config):
+    cpu_config.slices_gemm = "numba"               # without MKL's slices (tests/test_slices.py)
     cpu_config.blas_min_work = 5000
     cpu_config.numba_min_batch = 2
     cpu_config.tiles_min_batch = 4
@@ -67,6 +68,7 @@ def test_automatic_choice_switches_at_the_thresholds(cpu_config):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_both_sides_of_the_blas_threshold_match_reference(cpu_config, threshold, expected, dtype):
     """(B, H) = (6, 24) has B*H*4H = 13824: at that threshold it takes BLAS, one above it tiles."""
+    cpu_config.slices_gemm = "numba"               # with MKL, "slices" takes BLAS's sizes
     cpu_config.blas_min_work = threshold
     assert cpu.choose_path(6, 24) == expected
     p = make_problem(6, 5, 4, 24, dtype=dtype, seed=3, lengths="mixed")
@@ -79,7 +81,7 @@ def test_default_choice_on_the_benchmark_grid():
     assert cpu.choose_path(2, 256) == "serial"
     assert cpu.choose_path(32, 64) == "tiles"
     assert cpu.choose_path(8, 256) == "tiles"
-    assert cpu.choose_path(64, 256) == "blas"
+    assert cpu.choose_path(64, 256) == ("slices" if cpu.mkl_slices() else "blas")
 
 
 @pytest.mark.parametrize("chunk_elements", [1, 4 * 3 * 5 * 2 + 1, 10 ** 9])

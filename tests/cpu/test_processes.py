@@ -21,12 +21,17 @@ ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent('''
     import multiprocessing
+    import os
     import sys
 
     import numba
     import numpy as np
 
     import nblstm
+    import nblstm.cpu
+
+    # at module level, so that forkserver and spawn children force the path too
+    nblstm.cpu.config.path = os.environ.get("NBLSTM_TEST_PATH") or None
 
     def work(B):
         """Inference and a training step of a 2-layer bidirectional stack (every parallel driver)."""
@@ -53,14 +58,19 @@ SCRIPT = textwrap.dedent('''
 
 
 # Each layer by name as well as numba's default: which one the default is depends on what the
-# loader finds (tbb where libtbb.so.12 is on its path, else omp), and each must hold.
-@pytest.mark.parametrize("layer", ["default", "omp", "workqueue", "tbb"])
-def test_workers_with_every_start_method(tmp_path, layer):
+# loader finds (tbb where libtbb.so.12 is on its path, else omp), and each must hold. The
+# "slices" path's drivers under omp, the layer whose runtime kills a fork child.
+@pytest.mark.parametrize("layer, path", [(layer, None) for layer in ("default", "omp", "workqueue", "tbb")]
+                         + [("omp", "slices")])
+def test_workers_with_every_start_method(tmp_path, layer, path):
     script = tmp_path / "fanout.py"
     script.write_text(SCRIPT)
     env = dict(os.environ)
     if layer != "default":
         env = require_layer(layer)
+    env.pop("NBLSTM_TEST_PATH", None)
+    if path is not None:
+        env["NBLSTM_TEST_PATH"] = path
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["NUMBA_NUM_THREADS"] = "2"
     if layer != "default":

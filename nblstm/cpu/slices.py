@@ -1,0 +1,344 @@
+"""The ``"slices"`` path: each thread owns a slice of hidden units, as in oneDNN's RNN primitive.
+
+The H hidden units are cut into ``S`` slices of ``units`` units each (the last
+may be shorter). The cut depends on H only, never on the thread count, and
+numba's static schedule hands every thread the same slices at every step, so
+a slice's weights stay in its core's cache.
+
+Forward, step t, slice s (units ``j0:j1``, width w):
+
+- ``z_s = b_s + [x_t | h_{t-1}] Wf_s`` for the running rows, where ``Wf_s``
+  ((I + H) x 4w) holds the rows of ``[W_ih; W_hh]^T`` of the four gates of the
+  slice's units, packed once per call, contiguous and 64-byte aligned;
+- the gates and the cell update on the slice while ``z_s`` is in cache, writing
+  h_t's units ``j0:j1`` into the next step's ``[x | h]`` buffer, and y, the
+  cache and the final state;
+- the slice's share of the running rows of ``x_{t+1}`` copied into that buffer.
+
+One parallel region per step: its end is the step's only barrier, where h_t
+becomes whole.
+
+Backward, step t, slice s (mirrored): the product of step t+1,
+``[dx_{t+1} | dh_t] = dz_{t+1} [W_ih | W_hh]``, for the slice's dh columns
+``j0:j1`` (and a share of the I dx columns), then the gate backward of step t
+for units ``j0:j1``, which needs exactly those dh columns. The dz of step t
+is whole at the region's end, the step's one barrier. The weight gradients
+follow as products over all steps (``backward._weight_grads``).
+
+Each product comes from one of two micro-kernels, chosen per call:
+
+- ``add_products`` (numba loops): every element is summed over k in the same
+  order as on the ``"serial"`` and ``"tiles"`` paths, so the results are
+  bitwise those paths' results;
+- MKL's sequential ``?gemm`` (:mod:`.mkl`, an optional extra), called from
+  numba's threads on the slice's aligned operands. Its order of summation is
+  MKL's, fixed for a given shape: each slice's product has the same shape
+  whatever the thread count, so results do not depend on it.
+
+Padded steps: only the running rows (``n_active[t]``, the batch being sorted
+by length) enter a product; a row's x is copied in only while it runs, so a
+NaN in a padded x never reaches any result.
+"""
+import numpy as np
+from numba import prange
+
+from .._batch import running_rows
+from . import mkl, workspace
+from ._jit import kernel
+from .backward import (
+    _GRAD_BLOCK_ROWS,
+    _clear_padded,
+    _gates_backward_tile,
+    _running_segments,
+    _weight_grads,
+)
+from .elementwise import copy_row, zero_row
+from .forward import _activate_tile, _store_tile, _zero_ended_rows
+from .matmul import add_products
+
+_ALIGN = 64
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary.
+
+    MKL's summation order may depend on its operands' alignment; aligned
+    operands keep it fixed from call to call.
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.empty(n * dtype.itemsize + _ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_scratch(name, shape, dtype):
+    """:func:`workspace.scratch` of ``shape``, its data starting on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = workspace.scratch(name, (n + _ALIGN // dtype.itemsize,), dtype)
+    start = ((-raw.ctypes.data) % _ALIGN) // dtype.itemsize
+    return raw[start:start + n].reshape(shape)
+
+
+def pack_forward(W_ih, W_hh, b, units):
+    """``Wf`` (S, I + H, 4u) and ``bf`` (S, 4u): each slice's rows of ``[W_ih; W_hh]^T`` and ``b``.
+
+    Slice s covers units ``s*u : min(H, (s+1)*u)``; its width w gives the
+    columns ``q*w : (q+1)*w`` to gate q of (i, f, g, o).
+    """
+    H4, I = W_ih.shape
+    H = H4 // 4
+    S = -(-H // units)
+    Wf = aligned_empty((S, I + H, 4 * units), W_ih.dtype)
+    bf = np.zeros((S, 4 * units), W_ih.dtype)
+    for s in range(S):
+        j0, j1 = s * units, min(H, (s + 1) * units)
+        w = j1 - j0
+        for q in range(4):
+            rows = slice(q * H + j0, q * H + j1)
+            Wf[s, :I, q * w:(q + 1) * w] = W_ih[rows].T
+            Wf[s, I:, q * w:(q + 1) * w] = W_hh[rows].T
+            bf[s, q * w:(q + 1) * w] = b[rows]
+    return Wf, bf
+
+
+def dx_columns(I, S, s):
+    """The dx columns ``k0:k1`` that slice s computes in the backward step's product."""
+    return s * I // S, (s + 1) * I // S
+
+
+def pack_backward(W_ih, W_hh, units):
+    """``Wb`` (S, 4H, I_s + u): each slice's columns of ``[W_ih | W_hh]`` (its dx share, its units)."""
+    H4, I = W_ih.shape
+    H = H4 // 4
+    S = -(-H // units)
+    widest = max(dx_columns(I, S, s)[1] - dx_columns(I, S, s)[0] for s in range(S))
+    Wb = aligned_empty((S, H4, widest + units), W_ih.dtype)
+    for s in range(S):
+        k0, k1 = dx_columns(I, S, s)
+        j0, j1 = s * units, min(H, (s + 1) * units)
+        Wb[s, :, :k1 - k0] = W_ih[:, k0:k1]
+        Wb[s, :, k1 - k0:k1 - k0 + j1 - j0] = W_hh[:, j0:j1]
+    return Wb
+
+
+@kernel
+def _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
+                        y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr):
+    """Step t for slice s: its product, its gates and cell update, its share of x_{t+1}."""
+    T, _, I = x.shape
+    S = Wf.shape[0]
+    H = c_state.shape[1]
+    j0 = s * units
+    j1 = min(H, j0 + units)
+    w = j1 - j0
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
+    z = zbuf[s]
+    b = bf[s][:4 * w]
+    for r in range(n):
+        copy_row(z[r][:4 * w], b)                               # z = b
+    if gemm_ptr != 0:                                           # z += [x_t | h_{t-1}] Wf_s
+        mkl.gemm(gemm_ptr, xh[:n], Wf[s][:, :4 * w], z[:n, :4 * w], 1.0)
+    else:
+        add_products(xh, Wf[s], z, first, n, first, 4 * w)
+    for r in range(n):
+        zr = z[r][:4 * w]
+        c_row = c_state[r]
+        h_row = xh_out[r][I:]
+        _activate_tile(zr, first, w, c_row[j0:j1], h_row[j0:j1])
+        _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n)
+        if keep_cache:
+            g = gates[t, r]
+            for q in range(4):
+                copy_row(g[q * H + j0:q * H + j1], zr[q * w:(q + 1) * w])
+    if t + 1 < T:                              # only running rows: a padded x never enters
+        for r in range(s * n_next // S, (s + 1) * n_next // S):
+            copy_row(xh_out[r][:I], x[t + 1, r])
+
+
+@kernel(parallel=True)
+def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbuf, c_state,
+                    y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+    """All T steps, one parallel region over the slices per step.
+
+    ``xh_prev`` holds ``[x_0 | h0]`` for the rows running at step 0; ``zbuf``
+    (S, B, 4u) is each slice's z; the other arguments are those of
+    ``forward._recurrence_tiles``, and ``gemm_ptr`` is MKL's ``?gemm`` or 0.
+    """
+    T, B, _ = x.shape
+    S = Wf.shape[0]
+    swapped = False
+    for t in range(T):
+        n = n_active[t]
+        n_next = n_active[t + 1] if t + 1 < T else 0
+        xh = xh_next if swapped else xh_prev
+        xh_out = xh_prev if swapped else xh_next
+        for s in prange(S):
+            _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
+                                y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr)
+        _zero_ended_rows(t, n, B, y)
+        swapped = not swapped
+
+
+@kernel
+def _backward_slice_product(t, s, units, n, dZ, Wb, buf, dxh, dx, gemm_ptr):
+    """``[dx_t | dh_{t-1}]`` for slice s's columns and rows ``0:n``: ``dz_t Wb_s``."""
+    I = dx.shape[2]
+    H = dxh.shape[1] - I
+    S = Wb.shape[0]
+    k0, k1 = s * I // S, (s + 1) * I // S
+    j0 = s * units
+    j1 = min(H, j0 + units)
+    cols = k1 - k0 + j1 - j0
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
+    out = buf[s]
+    if gemm_ptr != 0:
+        mkl.gemm(gemm_ptr, dZ[t][:n], Wb[s][:, :cols], out[:n, :cols], 0.0)
+    else:
+        for r in range(n):
+            zero_row(out[r][:cols])
+        add_products(dZ[t], Wb[s], out, first, n, first, cols)
+    for r in range(n):
+        o = out[r]
+        copy_row(dx[t, r][k0:k1], o[:k1 - k0])
+        copy_row(dxh[r][I + j0:I + j1], o[k1 - k0:cols])
+
+
+@kernel(parallel=True)
+def _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc, dZ, h_prev, dx,
+                     buf, gemm_ptr):
+    """Walk the steps backwards, one parallel region per step; fills dZ, h_prev, dx, dxh, dc.
+
+    Region t: slice s makes step t+1's product for its columns (its units'
+    dL/dh_t and a share of dx_{t+1}), then step t's gate backward for its
+    units. A last region makes step 0's product (dL/dh0 and dx_0). Arguments
+    as for ``backward._recurrence_backward_tiles``; ``Wb`` (S, 4H, I_s + u)
+    from :func:`pack_backward`, ``buf`` (S, B, I_s + u) the products' scratch.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    I = dx.shape[2]
+    S = Wb.shape[0]
+    for t in range(T - 1, -1, -1):
+        n = n_active[t]
+        for s in prange(S):
+            if t + 1 < T:
+                _backward_slice_product(t + 1, s, units, n_active[t + 1], dZ, Wb, buf, dxh, dx,
+                                        gemm_ptr)
+            j0 = s * units
+            j1 = min(H, j0 + units)
+            for r in range(n):
+                _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dxh, I, dc, dZ,
+                                     h_prev)
+        _clear_padded(t, n, B, dZ, h_prev, dx)
+    for s in prange(S):
+        _backward_slice_product(np.int64(0), s, units, n_active[0], dZ, Wb, buf, dxh, dx,
+                                gemm_ptr)
+
+
+@kernel(parallel=True)
+def _weight_grads_mkl(dZ, x, h_prev, segments, units, dW_ih, dW_hh, gemm_ptr):
+    """``dW_ih = Σ dz_t x_tᵀ`` and ``dW_hh = Σ dz_t h_{t-1}ᵀ`` with MKL, over running rows only.
+
+    One task per (slice, gate, operand): the task's w rows of the gradient are
+    ``dZ[seg, cols]ᵀ @ operand[seg]`` summed over the segments of running
+    rows in order. Every task has the same shapes whatever the thread count.
+    dW_ih, dW_hh (4H, I), (4H, H) C-contiguous, zero on entry.
+    """
+    H = h_prev.shape[1]
+    S = -(-H // units)
+    for task in prange(S * 8):
+        s = task // 8
+        q = (task // 2) % 4
+        which = task % 2
+        j0 = s * units
+        j1 = min(H, j0 + units)
+        c0 = q * H + j0
+        c1 = q * H + j1
+        for k in range(segments.shape[0]):
+            n0, n1 = segments[k, 0], segments[k, 1]
+            if which == 0:
+                mkl.gemm_at(gemm_ptr, dZ[n0:n1, c0:c1], x[n0:n1], dW_ih[c0:c1], 1.0)
+            else:
+                mkl.gemm_at(gemm_ptr, dZ[n0:n1, c0:c1], h_prev[n0:n1], dW_hh[c0:c1], 1.0)
+
+
+def _gemm_ptr(dtype, route):
+    """MKL's ``?gemm`` address for ``route`` ("auto", "mkl", "numba"), or 0 for the numba loops."""
+    if route == "numba":
+        return 0
+    ptr = mkl.gemm_address(np.dtype(dtype))
+    if route == "mkl" and ptr == 0:
+        raise RuntimeError(f"nblstm.cpu.config.slices_gemm='mkl' but {mkl.describe()}")
+    return ptr
+
+
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, *, units, route):
+    """The ``"slices"`` path of :func:`nblstm.cpu.forward.forward_layer` (same arguments, h_n and c_n set).
+
+    ``units`` per slice (``plan.slice_units``); ``route``, ``config.slices_gemm``.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    n_active = running_rows(lengths, T)
+    keep_cache = gates is not None
+    dtype = x.dtype
+    Wf, bf = pack_forward(W_ih, W_hh, b, units)
+    xh_prev = aligned_empty((B, I + H), dtype)
+    xh_next = aligned_empty((B, I + H), dtype)
+    n0 = n_active[0]
+    xh_prev[:n0, :I] = x[0, :n0]
+    xh_prev[:, I:] = h0
+    zbuf = aligned_empty((Wf.shape[0], B, 4 * units), dtype)
+    c_state = np.array(c0, order="C")
+    empty = np.empty((0, 0, 0), dtype)
+    _forward_slices(x, Wf, bf, units, n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state,
+                    y, gates if keep_cache else empty, cells if keep_cache else empty,
+                    keep_cache, h_n, c_n, _gemm_ptr(dtype, route))
+
+
+def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                   dx, dW_ih, dW_hh, db, dh0, dc0, *, units, route):
+    """The ``"slices"`` path of :func:`nblstm.cpu.backward.backward_layer` (same arguments).
+
+    ``units`` per slice (``plan.slice_units``); ``route``, ``config.slices_gemm``.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dc0[...] = dc_n
+    n_active = running_rows(lengths, T)
+    # dZ is an operand of MKL's products: aligned, so that its order of sums stays fixed
+    dZ = aligned_scratch("dZ", (T, B, 4 * H), gates.dtype)
+    h_prev = aligned_scratch("h_prev", (T, B, H), gates.dtype)
+    dy = np.ascontiguousarray(dy)      # typed contiguous, the gate loops vectorise
+    dxh = aligned_empty((B, I + H), dh0.dtype)
+    dxh[:, I:] = dh_n
+    if T > 0 and B > 0:
+        Wb = pack_backward(W_ih, W_hh, units)
+        buf = aligned_empty((Wb.shape[0], B, Wb.shape[2]), gates.dtype)
+        _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc0, dZ, h_prev,
+                         dx, buf, _gemm_ptr(gates.dtype, route))
+    dh0[...] = dxh[:, I:]
+    dZ_flat = dZ.reshape(T * B, 4 * H)
+    x_flat = aligned_empty((T * B, I), x.dtype)               # an aligned MKL operand
+    x_flat.reshape(T, B, I)[...] = x
+    gemm_ptr = _gemm_ptr(gates.dtype, route)
+    with np.errstate(all="ignore"):
+        np.sum(dZ_flat, axis=0, out=db)                          # db = Σ_t dz_t
+        if gemm_ptr != 0:
+            # running rows only: a padded row of x may hold NaN, and 0 * NaN is NaN
+            segments = _running_segments(n_active, B, max(1, T * B))
+            dW_ih_c = np.zeros((4 * H, I), dW_ih.dtype)
+            dW_hh_c = np.zeros((4 * H, H), dW_hh.dtype)
+            _weight_grads_mkl(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, units,
+                              dW_ih_c, dW_hh_c, gemm_ptr)
+            dW_ih[...] = dW_ih_c
+            dW_hh[...] = dW_hh_c
+            return
+        dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
+        dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
+        segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
+        _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, dW_ih_T, dW_hh_T)
+        dW_ih[...] = dW_ih_T.T
+        dW_hh[...] = dW_hh_T.T

@@ -1,0 +1,173 @@
+"""The ``"slices"`` path (nblstm.cpu.slices) with both of its micro-kernels.
+
+With the numba loops every element is summed in the serial path's order, so
+the results are that path's bits, for any slice width. With MKL (an optional
+extra; CI runs this file with and without it) they match the reference and
+torch at the usual tolerances. Either way no NaN in a padded step reaches a
+result, and the results are the same bits for 1 and 2 numba threads.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import nblstm
+from nblstm import cpu
+from nblstm.cpu import mkl, plan, slices
+
+from _helpers import (
+    RTOL,
+    all_arrays,
+    assert_results_close,
+    make_problem,
+    run_api,
+    run_reference,
+)
+
+ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
+SHAPES = [(1, 5, 3, 1), (3, 7, 2, 5), (5, 6, 4, 33), (6, 9, 3, 40)]
+ROUTES = ["numba", "auto"]          # "auto" is MKL where it is installed
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("units", [0, 8, 3])
+def test_numba_loops_give_the_serial_paths_bits(cpu_config, shape, dtype, units):
+    p = make_problem(*shape, dtype=dtype, seed=sum(shape), lengths="mixed")
+    cpu_config.path = "serial"
+    want = all_arrays(*run_api(p, reverse=units == 3))
+    cpu_config.path, cpu_config.slices_gemm, cpu_config.slice_units = "slices", "numba", units
+    got = all_arrays(*run_api(p, reverse=units == 3))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mkl_matches_the_reference_or_is_refused(cpu_config, shape, dtype):
+    p = make_problem(*shape, dtype=dtype, seed=sum(shape) + 1, lengths="mixed")
+    cpu_config.path, cpu_config.slices_gemm, cpu_config.slice_units = "slices", "mkl", 8
+    if mkl.available():
+        assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(dtype)],
+                             dtype=np.dtype(dtype))
+    else:
+        with pytest.raises(RuntimeError, match="slices_gemm='mkl' but no MKL"):
+            run_api(p)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_matches_torch(cpu_config, route):
+    torch = pytest.importorskip("torch")
+    p = make_problem(4, 7, 5, 24, seed=11)
+    cpu_config.path, cpu_config.slices_gemm = "slices", route
+    W_ih, W_hh, b = p.params
+    m = torch.nn.LSTM(5, 24, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        m.weight_ih_l0.copy_(torch.from_numpy(W_ih))
+        m.weight_hh_l0.copy_(torch.from_numpy(W_hh))
+        m.bias_ih_l0.copy_(torch.from_numpy(b))
+        m.bias_hh_l0.zero_()
+    x = torch.from_numpy(p.x.copy()).requires_grad_(True)
+    state = (torch.from_numpy(p.h0[None].copy()), torch.from_numpy(p.c0[None].copy()))
+    yt, _ = m(x, state)
+    dy = np.random.default_rng(0).standard_normal(yt.shape)
+    yt.backward(torch.from_numpy(dy))
+    y, _, cache = nblstm.lstm_forward(p.x, p.params, p.h0, p.c0)
+    g = nblstm.lstm_backward(cache, dy)
+    for name, ours, theirs in [("y", y, yt), ("dx", g.dx, x.grad),
+                               ("dW_ih", g.dparams.W_ih, m.weight_ih_l0.grad),
+                               ("dW_hh", g.dparams.W_hh, m.weight_hh_l0.grad),
+                               ("db", g.dparams.b, m.bias_ih_l0.grad)]:
+        theirs = theirs.detach().numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=0,
+                                   atol=RTOL[np.dtype(np.float64)] * np.abs(theirs).max(),
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nan_in_padded_steps_reaches_no_result(cpu_config, route, dtype):
+    """Padded x is NaN: every result equals the run with zeros there, and is finite."""
+    p = make_problem(5, 8, 3, 20, dtype=dtype, seed=5, lengths=np.array([8, 3, 0, 5, 8]))
+    cpu_config.path, cpu_config.slices_gemm, cpu_config.slice_units = "slices", route, 8
+    padded = np.arange(8)[None, :] >= p.lengths[:, None]
+    p.x[padded] = 0
+    want = all_arrays(*run_api(p, check_finite=False))
+    p.x[padded] = np.nan
+    got = all_arrays(*run_api(p, check_finite=False))
+    for name in want:
+        assert np.isfinite(got[name]).all(), name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_large_sizes_take_the_slices_path_with_mkl_only(cpu_config):
+    """Where B*H*4H reaches blas_min_work: "slices" with MKL, "blas" without it or when told."""
+    cpu_config.blas_min_work = 5000
+    assert cpu.choose_path(2, 25) == ("slices" if mkl.available() else "blas")
+    assert cpu.choose_path(1, 25) == "blas"              # one row: BLAS's matrix-vector product
+    assert cpu.choose_path(4, 10) == "tiles"             # below the threshold: unchanged
+    cpu_config.slices_gemm = "numba"
+    assert cpu.choose_path(2, 25) == "blas"
+
+
+def test_slice_plan_covers_every_unit_once():
+    for H in (1, 5, 8, 40, 64, 65, 256, 512):
+        for units in (0, 3, 8, 1000):
+            u = plan.slice_units(H, units)
+            assert 1 <= u <= H
+            Wf, bf = slices.pack_forward(np.arange(4 * H * 2.0).reshape(4 * H, 2),
+                                          np.zeros((4 * H, H)), np.arange(4.0 * H), u)
+            assert Wf.shape[0] == -(-H // u) and Wf.ctypes.data % 64 == 0
+            # every (gate, unit) of b appears once across the slices
+            seen = np.sort(np.concatenate([bf[s, :4 * (min(H, (s + 1) * u) - s * u)]
+                                           for s in range(Wf.shape[0])]))
+            np.testing.assert_array_equal(seen, np.arange(4.0 * H))
+
+
+WORKER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import numba
+    import nblstm
+    from nblstm import cpu
+
+    out = {}
+    for route in ("numba", "auto"):
+        for dtype in (np.float64, np.float32):
+            for B, T, I, H, lengths in ((7, 9, 5, 20, [9, 0, 4, 9, 1, 8, 3]), (3, 6, 4, 70, None)):
+                rng = np.random.default_rng(B * H)
+                p = nblstm.init_params(I, H, dtype=dtype, seed=rng)
+                x = rng.standard_normal((B, T, I)).astype(dtype)
+                dy = rng.standard_normal((B, T, H)).astype(dtype)
+                cpu.config.path, cpu.config.slices_gemm = "slices", route
+                y, (h, c), cache = nblstm.lstm_forward(x, p, lengths=lengths)
+                g = nblstm.lstm_backward(cache, dy)
+                key = f"{route}/{np.dtype(dtype).name}/{H}"
+                out.update({key + "/y": y, key + "/h": h, key + "/c": c, key + "/dx": g.dx,
+                            key + "/dW_ih": g.dparams.W_ih, key + "/dW_hh": g.dparams.W_hh,
+                            key + "/db": g.dparams.b, key + "/dh0": g.dh0})
+    assert numba.get_num_threads() == int(sys.argv[2])
+    np.savez(sys.argv[1], **out)
+''')
+
+
+def test_bitwise_identical_for_1_and_2_threads(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    results = {}
+    for threads in (1, 2):
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        out = tmp_path / f"t{threads}.npz"
+        proc = subprocess.run([sys.executable, str(script), str(out), str(threads)], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[threads] = np.load(out)
+    keys = set(results[1].files)
+    assert len(keys) == 2 * 2 * 2 * 8 and set(results[2].files) == keys
+    differ = [k for k in sorted(keys) if not np.array_equal(results[1][k], results[2][k])]
+    assert not differ, "NUMBA_NUM_THREADS=1 and 2 differ in:\n" + "\n".join(differ)
