@@ -42,9 +42,9 @@ def gate_steps(T, zbuf, c_state, h, units, H):
             j0 = s * units
             j1 = min(H, j0 + units)
             w = j1 - j0
-            for r in range(zbuf.shape[1]):
-                z = zbuf[s, r].copy()
-                _activate_tile(z[:4 * w], np.int64(0), w, c_state[r][j0:j1], h[r][j0:j1])
+            for r in range(zbuf.shape[1]):     # in place: the values stay bounded
+                _activate_tile(zbuf[s, r][:4 * w], np.int64(0), w, c_state[r][j0:j1],
+                               h[r][j0:j1])
 
 
 @njit(parallel=True)
