@@ -278,6 +278,22 @@ def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
         add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, np.int64(0), dZ.shape[1])
 
 
+def weight_grads_numba(dZ, x, h_prev, n_active, B, dW_ih, dW_hh):
+    """dW_ih = Σ_t dz_t x_tᵀ and dW_hh = Σ_t dz_t h_{t-1}ᵀ with numba's loops, over running rows only.
+
+    ``dZ`` (T·B, 4H), ``x`` (T·B, I), ``h_prev`` (T·B, H) are the steps' rows;
+    ``n_active`` the running rows per step. The rows are cut into fixed blocks
+    (``_GRAD_BLOCK_ROWS``), so the bits do not depend on the thread count.
+    Host code shared by the ``"serial"``/``"tiles"`` and ``"slices"`` paths.
+    """
+    dW_ih_T = np.empty((x.shape[1], dZ.shape[1]), dW_ih.dtype)
+    dW_hh_T = np.empty((h_prev.shape[1], dZ.shape[1]), dW_hh.dtype)
+    segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
+    _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T)
+    dW_ih[...] = dW_ih_T.T
+    dW_hh[...] = dW_hh_T.T
+
+
 @kernel(parallel=True)
 def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
     """``dW_ih^T = x^T dZ`` and ``dW_hh^T = h_prev^T dZ`` without BLAS.
@@ -397,9 +413,4 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
             gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
             gemm(dZ_flat, W_ih, dx.reshape(T * B, I))           # dx_t = W_ihᵀ dz_t
         else:
-            dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
-            dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
-            segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
-            _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, dW_ih_T, dW_hh_T)
-            dW_ih[...] = dW_ih_T.T
-            dW_hh[...] = dW_hh_T.T
+            weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)

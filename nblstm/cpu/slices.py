@@ -23,7 +23,7 @@ Backward, step t, slice s (mirrored): the product of step t+1,
 ``j0:j1`` (and a share of the I dx columns), then the gate backward of step t
 for units ``j0:j1``, which needs exactly those dh columns. The dz of step t
 is whole at the region's end, the step's one barrier. The weight gradients
-follow as products over all steps (``backward._weight_grads``).
+follow as products over all steps (``backward.weight_grads_numba``).
 
 Each product comes from one of two micro-kernels, chosen per call:
 
@@ -46,11 +46,10 @@ from .._batch import running_rows
 from . import mkl, workspace
 from ._jit import kernel
 from .backward import (
-    _GRAD_BLOCK_ROWS,
     _clear_padded,
     _gates_backward_tile,
     _running_segments,
-    _weight_grads,
+    weight_grads_numba,
 )
 from .elementwise import copy_row, zero_row
 from .forward import _activate_tile, _store_tile, _zero_ended_rows
@@ -338,9 +337,4 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
             dW_ih[...] = dW_ih_T.T
             dW_hh[...] = dW_hh_T.T
             return
-        dW_ih_T = np.empty((I, 4 * H), dW_ih.dtype)
-        dW_hh_T = np.empty((H, 4 * H), dW_hh.dtype)
-        segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
-        _weight_grads(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, dW_ih_T, dW_hh_T)
-        dW_ih[...] = dW_ih_T.T
-        dW_hh[...] = dW_hh_T.T
+        weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
