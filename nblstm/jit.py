@@ -38,7 +38,7 @@ __all__ = ["lstm_cell", "lstm_sequence"]
 # costs less than one with eight arrays, which numba passes as seven values each.
 
 
-@kernel
+@kernel(contract=False)
 def _shape_text(shape):
     """A shape written as Python writes a tuple: ``(3,)``, ``(4, 5)``."""
     if len(shape) == 1:
@@ -49,7 +49,7 @@ def _shape_text(shape):
     return text + ")"
 
 
-@kernel
+@kernel(contract=False)
 def _check_weights(W_ih, W_hh, b):
     """Raise unless the shapes are W_hh (4H, H), W_ih (4H, I) and b (4H,); returns (I, H)."""
     H = W_hh[1]
@@ -64,7 +64,7 @@ def _check_weights(W_ih, W_hh, b):
     return W_ih[1], H
 
 
-@kernel
+@kernel(contract=False)
 def _mismatch(shape, rows, n):
     """Whether ``shape`` is not (rows, n), or for ``rows < 0`` not (n,)."""
     if rows < 0:
@@ -72,7 +72,7 @@ def _mismatch(shape, rows, n):
     return shape[0] != rows or shape[len(shape) - 1] != n
 
 
-@kernel
+@kernel(contract=False)
 def _expected(shape, rows, n):
     """"expected shape (rows, n), got ..." (rows < 0: (n,)) for the message of a mismatch.
 
@@ -83,7 +83,7 @@ def _expected(shape, rows, n):
     return "expected shape " + expected + ", got " + _shape_text(shape)
 
 
-@kernel
+@kernel(contract=False)
 def _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     """Raise for a shape that does not fit (the arguments are the arrays' shapes); returns H.
 
@@ -106,7 +106,7 @@ def _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     return H
 
 
-@kernel(inline="always")
+@kernel(inline="always", contract=False)
 def _step(x_t, h, c, W_ih, W_hh, b, z, h_out, c_out):
     """One step into h_out, c_out (checked shapes; h_out may be h, c_out may be c)."""
     H = h.shape[0]
@@ -117,7 +117,7 @@ def _step(x_t, h, c, W_ih, W_hh, b, z, h_out, c_out):
     _activate_tile(z, np.int64(0), H, c_out, h_out)          # gates, c_t, h_t
 
 
-@kernel(inline="always")
+@kernel(inline="always", contract=False)
 def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     """One LSTM step of one sequence, written into ``h_out`` and ``c_out``.
 
@@ -188,7 +188,7 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     _step(x_t, h, c, W_ih, W_hh, b, z, h_out, c_out)
 
 
-@kernel
+@kernel(contract=False)
 def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
     """All steps of one sequence, written into ``y``, ``h_n`` and ``c_n``.
 

@@ -157,7 +157,7 @@ def _lane_dot_overload(w1, v1, w2, v2):
     return lane_by_lane_impl
 
 
-@kernel
+@kernel(contract=False)
 def _lane_sum(w1, v1, w2, v2, lane, zero):
     """Lane ``lane`` of :func:`lane_dot`, one term at a time in increasing k."""
     total = zero
