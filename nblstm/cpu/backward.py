@@ -371,7 +371,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
         from . import slices
         slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                               dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
-                              route=config.slices_gemm)
+                              rows=row_block, route=config.slices_gemm)
         return
     dc0[...] = dc_n
     n_active = running_rows(lengths, T)

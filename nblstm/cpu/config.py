@@ -47,6 +47,19 @@ class CPUConfig:
     slice_units : int
         Hidden units per slice on the ``"slices"`` path (:mod:`nblstm.cpu.slices`);
         0 chooses by H. Results depend on it with MKL, never on the thread count.
+    row_blocks_max_H : int
+        Up to this H, the ``"slices"`` path runs one slice of all H units in
+        blocks of batch rows, each block through all steps with no barrier
+        (:func:`nblstm.cpu.plan.block_rows`); above it, slices of units with a
+        barrier every step.
+    row_blocks_min_work : int
+        ``B * H * 4H`` from which, where MKL is installed and H is at most
+        ``row_blocks_max_H``, a step takes those blocks (``"slices"``) instead
+        of ``"tiles"``: at (4, 50, 8, 16) the tiles were faster (0.10 against
+        0.12 ms), at (16, 50, 32, 64) the blocks (0.54 against 0.79 ms).
+    block_rows : int
+        Most batch rows per such block. Results depend on it with MKL, never
+        on the thread count.
     slices_gemm : str
         The ``"slices"`` path's products: ``"auto"`` (MKL's sequential GEMM
         where :mod:`nblstm.cpu.mkl` finds it, else numba loops), ``"mkl"``
@@ -63,6 +76,9 @@ class CPUConfig:
     chunk_elements: int = 1 << 20
     workspace_bytes: int = 64 << 20
     slice_units: int = 0
+    row_blocks_max_H: int = 128
+    row_blocks_min_work: int = 100_000
+    block_rows: int = 16
     slices_gemm: str = "auto"
 
 

@@ -344,7 +344,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
         # imported here: slices.py builds on this module's step helpers
         from . import slices
         slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                             units=unit_block, route=config.slices_gemm)
+                             units=unit_block, rows=row_block, route=config.slices_gemm)
         return
     n_active = running_rows(lengths, T)
     last_step = lengths - 1

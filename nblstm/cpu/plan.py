@@ -15,7 +15,8 @@ import numba
 from . import mkl
 from .config import config
 
-__all__ = ["PATHS", "Plan", "plan", "choose_path", "mkl_slices", "slice_units", "tiling", "numba_ran_last"]
+__all__ = ["PATHS", "Plan", "plan", "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling",
+           "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas", "slices")
 
@@ -25,8 +26,10 @@ def choose_path(B, H):
 
     The choice depends on the sizes only, the same for inference and training:
     ``"blas"`` rounds differently from the other two (which are bitwise equal),
-    and so does ``"slices"`` with MKL (chosen for the sizes of ``"blas"`` from
-    two rows where MKL is installed, :func:`mkl_slices`), so ``lstm`` and
+    and so does ``"slices"`` with MKL (chosen where MKL is installed,
+    :func:`mkl_slices`, from two rows: for the sizes of ``"blas"``, and for
+    those of ``"tiles"`` from ``config.row_blocks_min_work`` where H is small
+    enough for blocks of rows, :func:`block_rows`), so ``lstm`` and
     ``lstm_forward`` give the same bits, and results do not
     depend on ``NUMBA_NUM_THREADS``. A training step's forward and backward
     then also use one pool of threads: numba's and BLAS's each keep spinning
@@ -52,10 +55,12 @@ def choose_path(B, H):
             raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
                              f"got {config.path!r}")
         return config.path
-    large = B * H * 4 * H >= config.blas_min_work
-    if large and B >= config.numba_min_batch and mkl_slices():
+    work = B * H * 4 * H
+    large = work >= config.blas_min_work
+    row_blocks = H <= config.row_blocks_max_H and work >= config.row_blocks_min_work
+    if (large or row_blocks) and B >= config.numba_min_batch and mkl_slices():
         return "slices"
-    if B < config.numba_min_batch or B * H * 4 * H >= config.blas_min_work:
+    if B < config.numba_min_batch or large:
         return "blas"
     return "tiles" if B >= config.tiles_min_batch else "serial"
 
@@ -108,6 +113,26 @@ def slice_units(H, units):
     return max(1, min(H, 64, max(8, 8 * (-(-H // 16)))))
 
 
+def block_rows(B, H):
+    """Batch rows per block on the ``"slices"`` path when one slice holds all H units, else 0.
+
+    Where the packed weights of all H units stay in one core's cache
+    (``H <= config.row_blocks_max_H``), the slice is the whole layer and each
+    block of rows runs all its steps with no barrier between them
+    (``slices._forward_row_blocks``): at (32, 50, 32, 64) float32 that took
+    0.72 ms against 1.11 ms with two slices of 32 units and a barrier per
+    step (torch 0.66 ms; bench/notes.md). At H = 256 the slices of units won
+    (22 ms against 25 ms for inference at (64, 100, 128, 256) float32).
+    Blocks of at most ``config.block_rows`` rows, split evenly; they depend on
+    B and H only, so MKL's shapes, and the results, never depend on the
+    thread count.
+    """
+    if H > config.row_blocks_max_H or B == 0:
+        return 0
+    blocks = -(-B // max(1, config.block_rows))
+    return -(-B // blocks)
+
+
 class Plan(NamedTuple):
     """How one layer runs (forward and backward alike).
 
@@ -118,7 +143,9 @@ class Plan(NamedTuple):
     row_block, unit_block : int
         Batch rows and hidden units per parallel tile (``path="tiles"``);
         on the ``"slices"`` path ``unit_block`` is the units per slice
-        (:func:`slice_units`).
+        (:func:`slice_units`) and ``row_block`` the rows per block of one
+        slice of all units, or 0 for slices of ``unit_block`` units
+        (:func:`block_rows`).
     row_groups : int
         If positive, ``"tiles"`` runs as this many groups of whole rows, each
         with its own loop over time; 0 for tiles of ``unit_block`` units and a
@@ -146,7 +173,7 @@ def plan(B, H):
     path = choose_path(B, H)
     if path == "slices":
         # cut by H alone, never by the thread count: MKL's sums depend on the shapes
-        p = Plan(path, 0, slice_units(H, config.slice_units), 0)
+        p = Plan(path, block_rows(B, H), slice_units(H, config.slice_units), 0)
     else:
         p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"

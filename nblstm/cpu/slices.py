@@ -18,6 +18,14 @@ Forward, step t, slice s (units ``j0:j1``, width w):
 One parallel region per step: its end is the step's only barrier, where h_t
 becomes whole.
 
+Row blocks (``plan.block_rows``, for small H): one slice holds all H units,
+and the batch is cut into blocks of rows. A block's h_t needs nothing from the
+other blocks, so each block runs all its steps inside one parallel region
+(:func:`_forward_row_blocks`, :func:`_backward_row_blocks`), with no barrier
+between steps, as the ``"tiles"`` path's row groups do. The step code is the
+same (:func:`_forward_slice_step` and :func:`_backward_slice_product` take
+the rows they run).
+
 Backward, step t, slice s (mirrored): the product of step t+1,
 ``[dx_{t+1} | dh_t] = dz_{t+1} [W_ih | W_hh]``, for the slice's dh columns
 ``j0:j1`` (and a share of the I dx columns), then the gate backward of step t
@@ -123,9 +131,12 @@ def pack_backward(W_ih, W_hh, units):
 
 
 @kernel
-def _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
+def _forward_slice_step(t, s, units, r0, r1, r_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
                         y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr):
-    """Step t for slice s: its product, its gates and cell update, its share of x_{t+1}."""
+    """Step t for slice s and the rows ``r0:r1`` running at t (``r0:r_next`` at t+1).
+
+    Its product, its gates and cell update, and its share of those rows of x_{t+1}.
+    """
     T, _, I = x.shape
     S = Wf.shape[0]
     H = c_state.shape[1]
@@ -135,13 +146,13 @@ def _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_s
     first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     z = zbuf[s]
     b = bf[s][:4 * w]
-    for r in range(n):
+    for r in range(r0, r1):
         copy_row(z[r][:4 * w], b)                               # z = b
     if gemm_ptr != 0:                                           # z += [x_t | h_{t-1}] Wf_s
-        mkl.gemm(gemm_ptr, xh[:n], Wf[s][:, :4 * w], z[:n, :4 * w], 1.0)
+        mkl.gemm(gemm_ptr, xh[r0:r1], Wf[s][:, :4 * w], z[r0:r1, :4 * w], 1.0)
     else:
-        add_products(xh, Wf[s], z, first, n, first, 4 * w)
-    for r in range(n):
+        add_products(xh, Wf[s], z, r0, r1, first, 4 * w)
+    for r in range(r0, r1):
         zr = z[r][:4 * w]
         c_row = c_state[r]
         h_row = xh_out[r][I:]
@@ -152,7 +163,8 @@ def _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_s
             for q in range(4):
                 copy_row(g[q * H + j0:q * H + j1], zr[q * w:(q + 1) * w])
     if t + 1 < T:                              # only running rows: a padded x never enters
-        for r in range(s * n_next // S, (s + 1) * n_next // S):
+        n_next = r_next - r0
+        for r in range(r0 + s * n_next // S, r0 + (s + 1) * n_next // S):
             copy_row(xh_out[r][:I], x[t + 1, r])
 
 
@@ -167,6 +179,7 @@ def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbu
     """
     T, B, _ = x.shape
     S = Wf.shape[0]
+    first = np.int64(0)
     swapped = False
     for t in range(T):
         n = n_active[t]
@@ -174,15 +187,46 @@ def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbu
         xh = xh_next if swapped else xh_prev
         xh_out = xh_prev if swapped else xh_next
         for s in prange(S):
-            _forward_slice_step(t, s, units, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
-                                y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr)
+            _forward_slice_step(t, s, units, first, n, n_next, x, xh, xh_out, Wf, bf, zbuf,
+                                c_state, y, gates, cells, keep_cache, last_step, h_n, c_n,
+                                gemm_ptr)
         _zero_ended_rows(t, n, B, y)
         swapped = not swapped
 
 
+@kernel(parallel=True)
+def _forward_row_blocks(x, Wf, bf, rows, n_active, last_step, xh_prev, xh_next, zbuf, c_state,
+                        y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+    """All T steps with one slice of all H units, per block of ``rows`` batch rows.
+
+    A block's rows need nothing from the other blocks' rows, so each block
+    runs all its steps inside one parallel region, with no barrier between
+    steps: a thread that loses its core delays only its own blocks. The
+    blocks depend on B only, never on the thread count. Arguments as for
+    :func:`_forward_slices` with ``Wf``, ``bf`` and ``zbuf`` of one slice.
+    """
+    T, B, _ = x.shape
+    H = c_state.shape[1]
+    first = np.int64(0)
+    for k in prange(-(-B // rows)):
+        r0 = np.int64(k) * rows
+        r1 = min(B, r0 + rows)
+        swapped = False
+        for t in range(T):
+            n = min(max(n_active[t], r0), r1)
+            n_next = min(max(n_active[t + 1], r0), r1) if t + 1 < T else r0
+            xh = xh_next if swapped else xh_prev
+            xh_out = xh_prev if swapped else xh_next
+            _forward_slice_step(t, first, H, r0, n, n_next, x, xh, xh_out, Wf, bf, zbuf,
+                                c_state, y, gates, cells, keep_cache, last_step, h_n, c_n,
+                                gemm_ptr)
+            _zero_ended_rows(t, n, r1, y)
+            swapped = not swapped
+
+
 @kernel
-def _backward_slice_product(t, s, units, n, dZ, Wb, buf, dxh, dx, gemm_ptr):
-    """``[dx_t | dh_{t-1}]`` for slice s's columns and rows ``0:n``: ``dz_t Wb_s``."""
+def _backward_slice_product(t, s, units, r0, r1, dZ, Wb, buf, dxh, dx, gemm_ptr):
+    """``[dx_t | dh_{t-1}]`` for slice s's columns and rows ``r0:r1``: ``dz_t Wb_s``."""
     I = dx.shape[2]
     H = dxh.shape[1] - I
     S = Wb.shape[0]
@@ -193,12 +237,12 @@ def _backward_slice_product(t, s, units, n, dZ, Wb, buf, dxh, dx, gemm_ptr):
     first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     out = buf[s]
     if gemm_ptr != 0:
-        mkl.gemm(gemm_ptr, dZ[t][:n], Wb[s][:, :cols], out[:n, :cols], 0.0)
+        mkl.gemm(gemm_ptr, dZ[t][r0:r1], Wb[s][:, :cols], out[r0:r1, :cols], 0.0)
     else:
-        for r in range(n):
+        for r in range(r0, r1):
             zero_row(out[r][:cols])
-        add_products(dZ[t], Wb[s], out, first, n, first, cols)
-    for r in range(n):
+        add_products(dZ[t], Wb[s], out, r0, r1, first, cols)
+    for r in range(r0, r1):
         o = out[r]
         copy_row(dx[t, r][k0:k1], o[:k1 - k0])
         copy_row(dxh[r][I + j0:I + j1], o[k1 - k0:cols])
@@ -219,12 +263,13 @@ def _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc, dZ,
     H = H4 // 4
     I = dx.shape[2]
     S = Wb.shape[0]
+    first = np.int64(0)
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         for s in prange(S):
             if t + 1 < T:
-                _backward_slice_product(t + 1, s, units, n_active[t + 1], dZ, Wb, buf, dxh, dx,
-                                        gemm_ptr)
+                _backward_slice_product(t + 1, s, units, first, n_active[t + 1], dZ, Wb, buf,
+                                        dxh, dx, gemm_ptr)
             j0 = s * units
             j1 = min(H, j0 + units)
             for r in range(n):
@@ -232,8 +277,37 @@ def _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc, dZ,
                                      h_prev)
         _clear_padded(t, n, B, dZ, h_prev, dx)
     for s in prange(S):
-        _backward_slice_product(np.int64(0), s, units, n_active[0], dZ, Wb, buf, dxh, dx,
+        _backward_slice_product(first, s, units, first, n_active[0], dZ, Wb, buf, dxh, dx,
                                 gemm_ptr)
+
+
+@kernel(parallel=True)
+def _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, n_active, dxh, dc, dZ, h_prev, dx,
+                         buf, gemm_ptr):
+    """Walk the steps backwards with one slice of all H units, per block of ``rows`` batch rows.
+
+    The mirror of :func:`_forward_row_blocks`: each block walks all its
+    steps inside one parallel region, with no barrier between steps.
+    Arguments as for :func:`_backward_slices` with ``Wb`` and ``buf`` of one slice.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    I = dx.shape[2]
+    first = np.int64(0)
+    for k in prange(-(-B // rows)):
+        r0 = np.int64(k) * rows
+        r1 = min(B, r0 + rows)
+        for t in range(T - 1, -1, -1):
+            n = min(max(n_active[t], r0), r1)
+            if t + 1 < T:
+                _backward_slice_product(t + 1, first, H, r0, min(max(n_active[t + 1], r0), r1),
+                                        dZ, Wb, buf, dxh, dx, gemm_ptr)
+            for r in range(r0, n):
+                _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ,
+                                     h_prev)
+            _clear_padded(t, n, r1, dZ, h_prev, dx)
+        _backward_slice_product(first, first, H, r0, min(max(n_active[0], r0), r1), dZ, Wb,
+                                buf, dxh, dx, gemm_ptr)
 
 
 #: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number: the shapes, and so
@@ -275,16 +349,21 @@ def _gemm_ptr(dtype, route):
     return ptr
 
 
-def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, *, units, route):
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, *, units, rows,
+                  route):
     """The ``"slices"`` path of :func:`nblstm.cpu.forward.forward_layer` (same arguments, h_n and c_n set).
 
-    ``units`` per slice (``plan.slice_units``); ``route``, ``config.slices_gemm``.
+    ``units`` per slice (``plan.slice_units``); ``rows`` per block of one
+    slice of all units if positive (``plan.block_rows``); ``route``,
+    ``config.slices_gemm``.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
     n_active = running_rows(lengths, T)
     keep_cache = gates is not None
     dtype = x.dtype
+    if rows > 0:
+        units = H
     Wf, bf = pack_forward(W_ih, W_hh, b, units)
     xh_prev = aligned_empty((B, I + H), dtype)
     xh_next = aligned_empty((B, I + H), dtype)
@@ -294,16 +373,20 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     zbuf = aligned_empty((Wf.shape[0], B, 4 * units), dtype)
     c_state = np.array(c0, order="C")
     empty = np.empty((0, 0, 0), dtype)
-    _forward_slices(x, Wf, bf, units, n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state,
-                    y, gates if keep_cache else empty, cells if keep_cache else empty,
-                    keep_cache, h_n, c_n, _gemm_ptr(dtype, route))
+    args = (x, Wf, bf, rows if rows > 0 else units, n_active, lengths - 1, xh_prev, xh_next,
+            zbuf, c_state, y, gates if keep_cache else empty, cells if keep_cache else empty,
+            keep_cache, h_n, c_n, _gemm_ptr(dtype, route))
+    if rows > 0:
+        _forward_row_blocks(*args)
+    else:
+        _forward_slices(*args)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, units, route):
+                   dx, dW_ih, dW_hh, db, dh0, dc0, *, units, rows, route):
     """The ``"slices"`` path of :func:`nblstm.cpu.backward.backward_layer` (same arguments).
 
-    ``units`` per slice (``plan.slice_units``); ``route``, ``config.slices_gemm``.
+    ``units`` and ``rows`` as for :func:`forward_layer`; ``route``, ``config.slices_gemm``.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -316,10 +399,16 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     dxh = aligned_empty((B, I + H), dh0.dtype)
     dxh[:, I:] = dh_n
     if T > 0 and B > 0:
+        if rows > 0:
+            units = H
         Wb = pack_backward(W_ih, W_hh, units)
         buf = aligned_empty((Wb.shape[0], B, Wb.shape[2]), gates.dtype)
-        _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc0, dZ, h_prev,
-                         dx, buf, _gemm_ptr(gates.dtype, route))
+        args = (gates, cells, h0, c0, dy, Wb, rows if rows > 0 else units, n_active, dxh, dc0,
+                dZ, h_prev, dx, buf, _gemm_ptr(gates.dtype, route))
+        if rows > 0:
+            _backward_row_blocks(*args)
+        else:
+            _backward_slices(*args)
     dh0[...] = dxh[:, I:]
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = aligned_empty((T * B, I), x.dtype)               # an aligned MKL operand

@@ -1,4 +1,7 @@
-"""The ``"slices"`` path (nblstm.cpu.slices) with both of its micro-kernels.
+"""The ``"slices"`` path (nblstm.cpu.slices) with both of its micro-kernels and both of its layouts.
+
+Layouts: slices of units with a barrier every step, and (for small H) one
+slice of all units in blocks of batch rows, each block through all its steps.
 
 With the numba loops every element is summed in the serial path's order, so
 the results are that path's bits, for any slice width. With MKL (an optional
@@ -12,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 
@@ -31,12 +35,22 @@ from _helpers import (
 ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
 SHAPES = [(1, 5, 3, 1), (3, 7, 2, 5), (5, 6, 4, 33), (6, 9, 3, 40)]
 ROUTES = ["numba", "auto"]          # "auto" is MKL where it is installed
+#: cpu.config settings of the two layouts: slices of units; blocks of 2 rows of all units
+LAYOUTS = {"units": dict(row_blocks_max_H=0), "rows": dict(row_blocks_max_H=10**6, block_rows=2)}
+
+
+@pytest.fixture(params=sorted(LAYOUTS))
+def layout(request, cpu_config):
+    """Each layout of the slices path in turn (cpu.config set, restored after the test)."""
+    for name, value in LAYOUTS[request.param].items():
+        setattr(cpu_config, name, value)
+    return request.param
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("units", [0, 8, 3])
-def test_numba_loops_give_the_serial_paths_bits(cpu_config, shape, dtype, units):
+def test_numba_loops_give_the_serial_paths_bits(cpu_config, layout, shape, dtype, units):
     p = make_problem(*shape, dtype=dtype, seed=sum(shape), lengths="mixed")
     cpu_config.path = "serial"
     want = all_arrays(*run_api(p, reverse=units == 3))
@@ -48,7 +62,7 @@ def test_numba_loops_give_the_serial_paths_bits(cpu_config, shape, dtype, units)
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_mkl_matches_the_reference_or_is_refused(cpu_config, shape, dtype):
+def test_mkl_matches_the_reference_or_is_refused(cpu_config, layout, shape, dtype):
     p = make_problem(*shape, dtype=dtype, seed=sum(shape) + 1, lengths="mixed")
     cpu_config.path, cpu_config.slices_gemm, cpu_config.slice_units = "slices", "mkl", 8
     if mkl.available():
@@ -60,7 +74,7 @@ def test_mkl_matches_the_reference_or_is_refused(cpu_config, shape, dtype):
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_matches_torch(cpu_config, route):
+def test_matches_torch(cpu_config, layout, route):
     torch = pytest.importorskip("torch")
     p = make_problem(4, 7, 5, 24, seed=11)
     cpu_config.path, cpu_config.slices_gemm = "slices", route
@@ -90,7 +104,7 @@ def test_matches_torch(cpu_config, route):
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_nan_in_padded_steps_reaches_no_result(cpu_config, route, dtype):
+def test_nan_in_padded_steps_reaches_no_result(cpu_config, layout, route, dtype):
     """Padded x is NaN: every result equals the run with zeros there, and is finite."""
     p = make_problem(5, 8, 3, 20, dtype=dtype, seed=5, lengths=np.array([8, 3, 0, 5, 8]))
     cpu_config.path, cpu_config.slices_gemm, cpu_config.slice_units = "slices", route, 8
@@ -112,6 +126,34 @@ def test_large_sizes_take_the_slices_path_with_mkl_only(cpu_config):
     assert cpu.choose_path(4, 10) == "tiles"             # below the threshold: unchanged
     cpu_config.slices_gemm = "numba"
     assert cpu.choose_path(2, 25) == "blas"
+
+
+def test_small_hidden_sizes_take_row_blocks_with_mkl_only(cpu_config):
+    """Below blas_min_work, H <= row_blocks_max_H from row_blocks_min_work: "slices" with MKL only."""
+    cpu_config.row_blocks_min_work, cpu_config.row_blocks_max_H = 1000, 16
+    assert cpu.choose_path(4, 16) == ("slices" if mkl.available() else "tiles")
+    assert cpu.choose_path(4, 17) == "tiles"             # H above the limit
+    assert cpu.choose_path(2, 8) == "serial"             # work below the threshold
+    assert cpu.choose_path(1, 16) == "blas"              # one row: BLAS's matrix-vector product
+    cpu_config.slices_gemm = "numba"
+    assert cpu.choose_path(4, 16) == "tiles"
+
+
+def test_row_blocks_cover_the_batch_evenly_whatever_the_threads(cpu_config):
+    cpu_config.block_rows = 16
+    for B, want in ((1, 1), (16, 16), (17, 9), (32, 16), (33, 11), (64, 16)):
+        assert plan.block_rows(B, 64) == want
+    assert plan.block_rows(32, cpu_config.row_blocks_max_H + 1) == 0    # slices of units
+    cpu_config.path = "slices"
+    threads = numba.get_num_threads()
+    try:
+        seen = set()
+        for n in (1, threads):
+            numba.set_num_threads(n)
+            seen.add(plan.plan(33, 64))
+    finally:
+        numba.set_num_threads(threads)
+    assert len(seen) == 1 and seen.pop().row_block == 11
 
 
 def test_slice_plan_covers_every_unit_once():
@@ -136,7 +178,8 @@ WORKER = textwrap.dedent('''
     from nblstm import cpu
 
     out = {}
-    for route in ("numba", "auto"):
+    for route, layout in [(r, m) for r in ("numba", "auto") for m in ("units", "rows")]:
+        cpu.config.row_blocks_max_H, cpu.config.block_rows = (0, 16) if layout == "units" else (999, 3)
         for dtype in (np.float64, np.float32):
             for B, T, I, H, lengths in ((7, 9, 5, 20, [9, 0, 4, 9, 1, 8, 3]), (3, 6, 4, 70, None)):
                 rng = np.random.default_rng(B * H)
@@ -146,7 +189,7 @@ WORKER = textwrap.dedent('''
                 cpu.config.path, cpu.config.slices_gemm = "slices", route
                 y, (h, c), cache = nblstm.lstm_forward(x, p, lengths=lengths)
                 g = nblstm.lstm_backward(cache, dy)
-                key = f"{route}/{np.dtype(dtype).name}/{H}"
+                key = f"{route}/{layout}/{np.dtype(dtype).name}/{H}"
                 out.update({key + "/y": y, key + "/h": h, key + "/c": c, key + "/dx": g.dx,
                             key + "/dW_ih": g.dparams.W_ih, key + "/dW_hh": g.dparams.W_hh,
                             key + "/db": g.dparams.b, key + "/dh0": g.dh0})
@@ -168,6 +211,6 @@ def test_bitwise_identical_for_1_and_2_threads(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[threads] = np.load(out)
     keys = set(results[1].files)
-    assert len(keys) == 2 * 2 * 2 * 8 and set(results[2].files) == keys
+    assert len(keys) == 2 * 2 * 2 * 2 * 8 and set(results[2].files) == keys
     differ = [k for k in sorted(keys) if not np.array_equal(results[1][k], results[2][k])]
     assert not differ, "NUMBA_NUM_THREADS=1 and 2 differ in:\n" + "\n".join(differ)
