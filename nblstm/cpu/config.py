@@ -78,7 +78,7 @@ class CPUConfig:
     slice_units: int = 0
     row_blocks_max_H: int = 128
     row_blocks_min_work: int = 100_000
-    block_rows: int = 16
+    block_rows: int = 8
     slices_gemm: str = "auto"
 
 

@@ -19,8 +19,9 @@ One parallel region per step: its end is the step's only barrier, where h_t
 becomes whole.
 
 Row blocks (``plan.block_rows``, for small H): one slice holds all H units,
-and the batch is cut into blocks of rows. A block's h_t needs nothing from the
-other blocks, so each block runs all its steps inside one parallel region
+and the batch is cut into blocks of rows, dealt to the threads so that each
+gets long and short sequences (:func:`block_schedule`). A block's h_t needs
+nothing from the other blocks, so each block runs all its steps inside one parallel region
 (:func:`_forward_row_blocks`, :func:`_backward_row_blocks`), with no barrier
 between steps, as the ``"tiles"`` path's row groups do. The step code is the
 same (:func:`_forward_slice_step` and :func:`_backward_slice_product` take
@@ -47,6 +48,7 @@ Padded steps: only the running rows (``n_active[t]``, the batch being sorted
 by length) enter a product; a row's x is copied in only while it runs, so a
 NaN in a padded x never reaches any result.
 """
+import numba
 import numpy as np
 from numba import prange
 
@@ -194,34 +196,63 @@ def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbu
         swapped = not swapped
 
 
+@kernel
+def _forward_block(r0, r1, x, Wf, bf, n_active, last_step, xh_prev, xh_next, zbuf, c_state, y,
+                   gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+    """All T steps of batch rows ``r0:r1`` with one slice of all H units."""
+    T = x.shape[0]
+    H = c_state.shape[1]
+    first = np.int64(0)
+    swapped = False
+    for t in range(T):
+        n = min(max(n_active[t], r0), r1)
+        n_next = min(max(n_active[t + 1], r0), r1) if t + 1 < T else r0
+        xh = xh_next if swapped else xh_prev
+        xh_out = xh_prev if swapped else xh_next
+        _forward_slice_step(t, first, H, r0, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
+                            y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr)
+        _zero_ended_rows(t, n, r1, y)
+        swapped = not swapped
+
+
 @kernel(parallel=True)
-def _forward_row_blocks(x, Wf, bf, rows, n_active, last_step, xh_prev, xh_next, zbuf, c_state,
-                        y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+def _forward_row_blocks(x, Wf, bf, rows, schedule, n_active, last_step, xh_prev, xh_next, zbuf,
+                        c_state, y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
     """All T steps with one slice of all H units, per block of ``rows`` batch rows.
 
     A block's rows need nothing from the other blocks' rows, so each block
     runs all its steps inside one parallel region, with no barrier between
-    steps: a thread that loses its core delays only its own blocks. The
-    blocks depend on B only, never on the thread count. Arguments as for
+    steps: a thread that loses its core delays only its own blocks. Worker w
+    runs the blocks ``schedule[w]`` (-1: none; :func:`block_schedule`). The
+    blocks depend on B and H only, never on the thread count, and which
+    thread runs a block does not change its results. Arguments as for
     :func:`_forward_slices` with ``Wf``, ``bf`` and ``zbuf`` of one slice.
     """
-    T, B, _ = x.shape
-    H = c_state.shape[1]
-    first = np.int64(0)
-    for k in prange(-(-B // rows)):
-        r0 = np.int64(k) * rows
-        r1 = min(B, r0 + rows)
-        swapped = False
-        for t in range(T):
-            n = min(max(n_active[t], r0), r1)
-            n_next = min(max(n_active[t + 1], r0), r1) if t + 1 < T else r0
-            xh = xh_next if swapped else xh_prev
-            xh_out = xh_prev if swapped else xh_next
-            _forward_slice_step(t, first, H, r0, n, n_next, x, xh, xh_out, Wf, bf, zbuf,
-                                c_state, y, gates, cells, keep_cache, last_step, h_n, c_n,
-                                gemm_ptr)
-            _zero_ended_rows(t, n, r1, y)
-            swapped = not swapped
+    B = x.shape[1]
+    for w in prange(schedule.shape[0]):
+        for k in schedule[w]:
+            if k >= 0:
+                _forward_block(k * rows, min(B, (k + 1) * rows), x, Wf, bf, n_active, last_step,
+                               xh_prev, xh_next, zbuf, c_state, y, gates, cells, keep_cache,
+                               h_n, c_n, gemm_ptr)
+
+
+def block_schedule(B, rows):
+    """Which blocks of ``rows`` rows each of numba's threads runs: (workers, per worker), -1 padded.
+
+    The batch is sorted by length, so block k's rows are longer than block
+    k+1's. Blocks are dealt in a snake order (thread 0 takes blocks 0 and
+    2W-1, thread 1 blocks 1 and 2W-2, ...), so that every thread gets long
+    and short blocks alike and, with lengths, the threads finish together.
+    """
+    blocks = -(-B // rows)
+    workers = max(1, min(numba.get_num_threads(), blocks))
+    rounds = -(-blocks // workers)
+    schedule = np.full((workers, rounds), -1, np.int64)
+    for k in range(blocks):
+        r, w = divmod(k, workers)
+        schedule[w if r % 2 == 0 else workers - 1 - w, r] = k
+    return schedule
 
 
 @kernel
@@ -281,33 +312,42 @@ def _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc, dZ,
                                 gemm_ptr)
 
 
-@kernel(parallel=True)
-def _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, n_active, dxh, dc, dZ, h_prev, dx,
-                         buf, gemm_ptr):
-    """Walk the steps backwards with one slice of all H units, per block of ``rows`` batch rows.
-
-    The mirror of :func:`_forward_row_blocks`: each block walks all its
-    steps inside one parallel region, with no barrier between steps.
-    Arguments as for :func:`_backward_slices` with ``Wb`` and ``buf`` of one slice.
-    """
-    T, B, H4 = gates.shape
+@kernel
+def _backward_block(r0, r1, gates, cells, h0, c0, dy, Wb, n_active, dxh, dc, dZ, h_prev, dx, buf,
+                    gemm_ptr):
+    """All T steps backwards of batch rows ``r0:r1`` with one slice of all H units."""
+    T, _, H4 = gates.shape
     H = H4 // 4
     I = dx.shape[2]
     first = np.int64(0)
-    for k in prange(-(-B // rows)):
-        r0 = np.int64(k) * rows
-        r1 = min(B, r0 + rows)
-        for t in range(T - 1, -1, -1):
-            n = min(max(n_active[t], r0), r1)
-            if t + 1 < T:
-                _backward_slice_product(t + 1, first, H, r0, min(max(n_active[t + 1], r0), r1),
-                                        dZ, Wb, buf, dxh, dx, gemm_ptr)
-            for r in range(r0, n):
-                _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ,
-                                     h_prev)
-            _clear_padded(t, n, r1, dZ, h_prev, dx)
-        _backward_slice_product(first, first, H, r0, min(max(n_active[0], r0), r1), dZ, Wb,
-                                buf, dxh, dx, gemm_ptr)
+    for t in range(T - 1, -1, -1):
+        n = min(max(n_active[t], r0), r1)
+        if t + 1 < T:
+            _backward_slice_product(t + 1, first, H, r0, min(max(n_active[t + 1], r0), r1), dZ,
+                                    Wb, buf, dxh, dx, gemm_ptr)
+        for r in range(r0, n):
+            _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ, h_prev)
+        _clear_padded(t, n, r1, dZ, h_prev, dx)
+    _backward_slice_product(first, first, H, r0, min(max(n_active[0], r0), r1), dZ, Wb, buf, dxh,
+                            dx, gemm_ptr)
+
+
+@kernel(parallel=True)
+def _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, schedule, n_active, dxh, dc, dZ,
+                         h_prev, dx, buf, gemm_ptr):
+    """Walk the steps backwards with one slice of all H units, per block of ``rows`` batch rows.
+
+    The mirror of :func:`_forward_row_blocks` (the same blocks and schedule):
+    each block walks all its steps inside one parallel region, with no
+    barrier between steps. Arguments as for :func:`_backward_slices` with
+    ``Wb`` and ``buf`` of one slice.
+    """
+    B = gates.shape[1]
+    for w in prange(schedule.shape[0]):
+        for k in schedule[w]:
+            if k >= 0:
+                _backward_block(k * rows, min(B, (k + 1) * rows), gates, cells, h0, c0, dy, Wb,
+                                n_active, dxh, dc, dZ, h_prev, dx, buf, gemm_ptr)
 
 
 #: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number: the shapes, and so
@@ -373,13 +413,13 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     zbuf = aligned_empty((Wf.shape[0], B, 4 * units), dtype)
     c_state = np.array(c0, order="C")
     empty = np.empty((0, 0, 0), dtype)
-    args = (x, Wf, bf, rows if rows > 0 else units, n_active, lengths - 1, xh_prev, xh_next,
-            zbuf, c_state, y, gates if keep_cache else empty, cells if keep_cache else empty,
-            keep_cache, h_n, c_n, _gemm_ptr(dtype, route))
+    rest = (n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state, y,
+            gates if keep_cache else empty, cells if keep_cache else empty, keep_cache, h_n, c_n,
+            _gemm_ptr(dtype, route))
     if rows > 0:
-        _forward_row_blocks(*args)
+        _forward_row_blocks(x, Wf, bf, rows, block_schedule(B, rows), *rest)
     else:
-        _forward_slices(*args)
+        _forward_slices(x, Wf, bf, units, *rest)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -403,12 +443,12 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
             units = H
         Wb = pack_backward(W_ih, W_hh, units)
         buf = aligned_empty((Wb.shape[0], B, Wb.shape[2]), gates.dtype)
-        args = (gates, cells, h0, c0, dy, Wb, rows if rows > 0 else units, n_active, dxh, dc0,
-                dZ, h_prev, dx, buf, _gemm_ptr(gates.dtype, route))
+        rest = (n_active, dxh, dc0, dZ, h_prev, dx, buf, _gemm_ptr(gates.dtype, route))
         if rows > 0:
-            _backward_row_blocks(*args)
+            _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, block_schedule(B, rows),
+                                 *rest)
         else:
-            _backward_slices(*args)
+            _backward_slices(gates, cells, h0, c0, dy, Wb, units, *rest)
     dh0[...] = dxh[:, I:]
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = aligned_empty((T * B, I), x.dtype)               # an aligned MKL operand

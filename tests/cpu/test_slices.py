@@ -139,6 +139,27 @@ def test_small_hidden_sizes_take_row_blocks_with_mkl_only(cpu_config):
     assert cpu.choose_path(4, 16) == "tiles"
 
 
+@pytest.mark.parametrize("B, rows", [(1, 16), (5, 2), (32, 8), (64, 8), (100, 7)])
+def test_block_schedule_deals_every_block_once_in_snake_order(B, rows):
+    threads = numba.get_num_threads()
+    blocks = -(-B // rows)
+    try:
+        for n in sorted({1, 2, threads}):
+            numba.set_num_threads(n)
+            schedule = slices.block_schedule(B, rows)
+            assert schedule.shape[0] == min(n, blocks)
+            dealt = schedule[schedule >= 0]
+            np.testing.assert_array_equal(np.sort(dealt), np.arange(blocks))
+            # round r goes to the workers forwards for even r, backwards for odd r
+            for r in range(schedule.shape[1]):
+                col = schedule[:, r] if r % 2 == 0 else schedule[::-1, r]
+                col = col[col >= 0]
+                np.testing.assert_array_equal(col, np.arange(r * schedule.shape[0],
+                                                             r * schedule.shape[0] + len(col)))
+    finally:
+        numba.set_num_threads(threads)
+
+
 def test_row_blocks_cover_the_batch_evenly_whatever_the_threads(cpu_config):
     cpu_config.block_rows = 16
     for B, want in ((1, 1), (16, 16), (17, 9), (32, 16), (33, 11), (64, 16)):
