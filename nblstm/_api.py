@@ -263,8 +263,12 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             pair = be.empty_batch_first((B, T, D * H), dtype)
         if pair is not None:
             y_user, y = pair
-        elif keep_cache or l == L - 1:
+        elif keep_cache or (l == L - 1 and batch.order is None):
             y = be.empty((T, B, D * H), dtype)          # cached, or the result
+        elif l == L - 1:
+            # copied into the user's order below: scratch, not new memory whose
+            # pages would fault in during the layer at every call
+            y = be.scratch("y_sorted", (T, B, D * H), dtype)
         else:
             y = be.scratch(f"y{l % 2}", (T, B, D * H), dtype)  # only the next layer reads it
         directions = []
