@@ -144,10 +144,9 @@ class Plan(NamedTuple):
         How a step runs (:func:`choose_path`).
     row_block, unit_block : int
         Batch rows and hidden units per parallel tile (``path="tiles"``);
-        on the ``"slices"`` path ``unit_block`` is the units per slice
-        (:func:`slice_units`) and ``row_block`` the rows per block of one
-        slice of all units, or 0 for slices of ``unit_block`` units
-        (:func:`block_rows`).
+        on the ``"slices"`` path ``row_block`` is the rows per block of one
+        slice of all H units (``unit_block`` = H), or 0 for slices of
+        ``unit_block`` units (:func:`block_rows`, :func:`slice_units`).
     row_groups : int
         If positive, ``"tiles"`` runs as this many groups of whole rows, each
         with its own loop over time; 0 for tiles of ``unit_block`` units and a
@@ -174,8 +173,9 @@ def plan(B, H):
     """
     path = choose_path(B, H)
     if path == "slices":
-        # cut by H alone, never by the thread count: MKL's sums depend on the shapes
-        p = Plan(path, block_rows(B, H), slice_units(H, config.slice_units), 0)
+        # cut by B and H alone, never by the thread count: MKL's sums depend on the shapes
+        rows = block_rows(B, H)
+        p = Plan(path, rows, H if rows else slice_units(H, config.slice_units), 0)
     else:
         p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"

@@ -204,6 +204,12 @@ def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbu
 
 
 @kernel
+def _block_end(n_running, r0, r1):
+    """The end of block ``r0:r1``'s running rows when rows ``0:n_running`` run (r0 if none)."""
+    return min(max(n_running, r0), r1)
+
+
+@kernel
 def _forward_block(r0, r1, x, Wf, bf, n_active, last_step, xh_prev, xh_next, zbuf, c_state, y,
                    gates, cells, keep_cache, h_n, c_n, gemm_ptr):
     """All T steps of batch rows ``r0:r1`` with one slice of all H units."""
@@ -212,8 +218,8 @@ def _forward_block(r0, r1, x, Wf, bf, n_active, last_step, xh_prev, xh_next, zbu
     first = np.int64(0)
     swapped = False
     for t in range(T):
-        n = min(max(n_active[t], r0), r1)
-        n_next = min(max(n_active[t + 1], r0), r1) if t + 1 < T else r0
+        n = _block_end(n_active[t], r0, r1)
+        n_next = _block_end(n_active[t + 1], r0, r1) if t + 1 < T else r0
         xh = xh_next if swapped else xh_prev
         xh_out = xh_prev if swapped else xh_next
         _forward_slice_step(t, first, H, r0, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
@@ -328,15 +334,15 @@ def _backward_block(r0, r1, gates, cells, h0, c0, dy, Wb, n_active, dxh, dc, dZ,
     I = dx.shape[2]
     first = np.int64(0)
     for t in range(T - 1, -1, -1):
-        n = min(max(n_active[t], r0), r1)
+        n = _block_end(n_active[t], r0, r1)
         if t + 1 < T:
-            _backward_slice_product(t + 1, first, H, r0, min(max(n_active[t + 1], r0), r1), dZ,
+            _backward_slice_product(t + 1, first, H, r0, _block_end(n_active[t + 1], r0, r1), dZ,
                                     Wb, buf, dxh, dx, gemm_ptr)
         for r in range(r0, n):
             _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ, h_prev)
         _clear_padded(t, n, r1, dZ, h_prev, dx)
-    _backward_slice_product(first, first, H, r0, min(max(n_active[0], r0), r1), dZ, Wb, buf, dxh,
-                            dx, gemm_ptr)
+    _backward_slice_product(first, first, H, r0, _block_end(n_active[0], r0, r1), dZ, Wb, buf,
+                            dxh, dx, gemm_ptr)
 
 
 @kernel(parallel=True)
@@ -401,16 +407,14 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     """The ``"slices"`` path of :func:`nblstm.cpu.forward.forward_layer` (same arguments, h_n and c_n set).
 
     ``units`` per slice (``plan.slice_units``); ``rows`` per block of one
-    slice of all units if positive (``plan.block_rows``); ``route``,
-    ``config.slices_gemm``.
+    slice of all units (``units`` = H) if positive (``plan.block_rows``);
+    ``route``, ``config.slices_gemm``.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
     n_active = running_rows(lengths, T)
     keep_cache = gates is not None
     dtype = x.dtype
-    if rows > 0:
-        units = H
     Wf, bf = pack_forward(W_ih, W_hh, b, units)
     xh_prev = aligned_scratch("slices_xh_prev", (B, I + H), dtype)
     xh_next = aligned_scratch("slices_xh_next", (B, I + H), dtype)
@@ -446,8 +450,6 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     dxh = aligned_scratch("slices_dxh", (B, I + H), dh0.dtype)
     dxh[:, I:] = dh_n
     if T > 0 and B > 0:
-        if rows > 0:
-            units = H
         Wb = pack_backward(W_ih, W_hh, units)
         buf = aligned_scratch("slices_products", (Wb.shape[0], B, Wb.shape[2]), gates.dtype)
         rest = (n_active, dxh, dc0, dZ, h_prev, dx, buf, _gemm_ptr(gates.dtype, route))
