@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 import nblstm
-from nblstm.cpu import config, mkl, plan, slices
+from nblstm.cpu import config, mkl, plan, slices, workspace
 from nblstm.cpu.forward import _activate_tile
 from nblstm.cpu.matmul import add_products
 
@@ -73,9 +73,9 @@ def main():
     x = rng.standard_normal((B, T, I)).astype(dtype)
     Wf, _ = slices.pack_forward(p.W_ih, p.W_hh, p.b, units)
     S = Wf.shape[0]
-    xh = slices.aligned_empty((B, I + H), dtype)
+    xh = workspace.aligned_empty((B, I + H), dtype)
     xh[...] = rng.standard_normal(xh.shape) * 0.1
-    zbuf = slices.aligned_empty((S, B, 4 * units), dtype)
+    zbuf = workspace.aligned_empty((S, B, 4 * units), dtype)
     zbuf[...] = 0
     c_state = np.zeros((B, H), dtype)
     h = np.zeros((B, H), dtype)

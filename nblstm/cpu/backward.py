@@ -28,7 +28,7 @@ from . import plan, workspace
 from ._jit import kernel
 from .activations import cell_backward, tanh
 from .config import config
-from .elementwise import copy_row, zero_row
+from .elementwise import copy_row, transpose, zero_row
 from .matmul import add_products, gemm
 
 __all__ = ["backward_layer"]
@@ -290,8 +290,8 @@ def weight_grads_numba(dZ, x, h_prev, n_active, B, dW_ih, dW_hh):
     dW_hh_T = np.empty((h_prev.shape[1], dZ.shape[1]), dW_hh.dtype)
     segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
     _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T)
-    dW_ih[...] = dW_ih_T.T
-    dW_hh[...] = dW_hh_T.T
+    transpose(dW_ih_T, dW_ih)
+    transpose(dW_hh_T, dW_hh)
 
 
 @kernel(parallel=True)

@@ -36,7 +36,7 @@ from . import plan, workspace
 from ._jit import kernel
 from .activations import sigmoid, tanh
 from .config import config
-from .elementwise import copy_row, zero_row
+from .elementwise import copy_row, transpose, zero_row
 from .matmul import add_products, gemm
 
 __all__ = ["forward_layer"]
@@ -358,8 +358,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
         return
     I = x.shape[2]
     W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
-    W_cat[:I] = W_ih.T
-    W_cat[I:] = W_hh.T
+    transpose(W_ih, W_cat[:I])
+    transpose(W_hh, W_cat[I:])
     xh_prev = np.empty((B, I + H), x.dtype)
     xh_prev[:, I:] = h0
     xh_next = np.empty_like(xh_prev)

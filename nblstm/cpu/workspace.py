@@ -16,7 +16,9 @@ temporaries that ``nblstm._api`` asks for through the protocol's ``scratch``
 (reversed inputs and outputs of reverse directions, the gradients a layer of a
 stack hands down, the outputs of inference layers below the top).
 Their contents are undefined on entry, like ``np.empty``'s; the kernels write
-every element they read. Buffers are per thread (several Python threads may
+every element they read. Their data start on a 64-byte boundary
+(:func:`aligned_empty`): MKL's order of summation may depend on its operands'
+alignment, and the ``"slices"`` path hands it scratch. Buffers are per thread (several Python threads may
 call nblstm at once), per name and dtype, and grow to the largest request up
 to ``limit`` bytes; a larger request gets a fresh array that is not kept.
 """
@@ -27,7 +29,10 @@ import numpy as np
 from .._perthread import PerThreadArrays
 from .config import config
 
-__all__ = ["empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes"]
+__all__ = ["empty", "aligned_empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes"]
+
+#: bytes: a cache line, the alignment MKL's documentation asks of operands
+ALIGNMENT = 64
 
 _kept = PerThreadArrays()
 #: the calling thread's buffers, {(name, dtype): 1-d array}
@@ -39,6 +44,16 @@ held_bytes = _kept.held_bytes
 def empty(shape, dtype):
     """An uninitialised C-contiguous array."""
     return np.empty(shape, dtype)
+
+
+def aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array whose data start on an :data:`ALIGNMENT` boundary."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    n = math.prod(shape)
+    raw = np.empty(n * dtype.itemsize + ALIGNMENT, np.uint8)
+    start = -raw.__array_interface__["data"][0] % ALIGNMENT
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def zeros(shape, dtype):
@@ -53,6 +68,8 @@ def zeros_input(shape, dtype):
 
 def scratch(name, shape, dtype, limit=None):
     """A C-contiguous array of ``shape`` and ``dtype``, undefined contents, reused per thread.
+
+    Its data start on an :data:`ALIGNMENT` boundary.
 
     Parameters
     ----------
@@ -73,9 +90,9 @@ def scratch(name, shape, dtype, limit=None):
     dtype = np.dtype(dtype)
     size = math.prod(shape)
     if size * dtype.itemsize > limit:
-        return np.empty(shape, dtype)
+        return aligned_empty(shape, dtype)
     buffers = _buffers()
     buffer = buffers.get((name, dtype))
     if buffer is None or buffer.size < size:
-        buffer = buffers[(name, dtype)] = np.empty(size, dtype)
+        buffer = buffers[(name, dtype)] = aligned_empty(size, dtype)
     return buffer[:size].reshape(shape)

@@ -191,6 +191,26 @@ def test_slice_plan_covers_every_unit_once():
             np.testing.assert_array_equal(seen, np.arange(4.0 * H))
 
 
+@pytest.mark.parametrize("I, H, units", [(3, 5, 2), (2, 40, 16), (37, 20, 20), (130, 70, 32)])
+def test_packed_weights_are_the_slices_rows_and_columns(I, H, units):
+    """pack_forward / pack_backward against the layout written out with NumPy slicing."""
+    rng = np.random.default_rng(I * H)
+    W_ih, W_hh, b = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), rng.standard_normal(4 * H)
+    Wf, bf = slices.pack_forward(W_ih, W_hh, b, units)
+    Wb = slices.pack_backward(W_ih, W_hh, units)
+    S = -(-H // units)
+    assert Wf.shape[0] == Wb.shape[0] == S
+    for s in range(S):
+        j0, j1 = s * units, min(H, (s + 1) * units)
+        rows = np.concatenate([np.arange(q * H + j0, q * H + j1) for q in range(4)])
+        w4 = rows.size
+        np.testing.assert_array_equal(Wf[s, :, :w4], np.concatenate([W_ih[rows].T, W_hh[rows].T]))
+        np.testing.assert_array_equal(bf[s, :w4], b[rows])
+        k0, k1 = slices.dx_columns(I, S, s)
+        np.testing.assert_array_equal(Wb[s, :, :k1 - k0 + j1 - j0],
+                                      np.hstack([W_ih[:, k0:k1], W_hh[:, j0:j1]]))
+
+
 WORKER = textwrap.dedent('''
     import sys
     import numpy as np

@@ -46,6 +46,17 @@ def test_requests_over_the_limit_are_not_kept():
     assert workspace.held_bytes() == 0
 
 
+def test_buffers_start_on_a_cache_line():
+    """MKL's order of sums may depend on its operands' alignment (the "slices" path)."""
+    for n in (1, 3, 17, 1000):
+        for dtype in (np.float32, np.float64):
+            kept = workspace.scratch(f"w{n}", (n, 3), dtype, 1 << 20)
+            fresh = workspace.scratch(f"w{n}", (n, 3), dtype, 0)      # over the limit
+            for a in (kept, fresh, workspace.aligned_empty((n, 3), dtype)):
+                assert a.ctypes.data % workspace.ALIGNMENT == 0
+                assert a.shape == (n, 3) and a.dtype == dtype and a.flags.c_contiguous
+
+
 def test_each_thread_has_its_own_buffers():
     mine = workspace.scratch("w", (8,), np.float64, 1 << 20)
     theirs = []
