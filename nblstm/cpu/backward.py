@@ -365,52 +365,52 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
-    path, row_block, unit_block, row_groups = plan.plan(B, H)
-    if path == "slices":
-        # imported here: slices.py builds on this module's step helpers
-        from . import slices
-        slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                              dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
-                              rows=row_block, route=config.slices_gemm)
-        return
-    dc0[...] = dc_n
-    n_active = running_rows(lengths, T)
-    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
-    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
-    use_blas = path == "blas"
-    # dy is often a strided view of the caller's array; typed contiguous, the gate
-    # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)
-    dy = np.ascontiguousarray(dy)
-    if use_blas:
-        dh0[...] = dh_n
-        W, dxh = W_hh, dh0                                      # dh alone; dx after the loop
-    else:
-        W = np.empty((4 * H, I + H), W_hh.dtype)                # [W_ih | W_hh], C-contiguous
-        W[:, :I] = W_ih
-        W[:, I:] = W_hh
-        dxh = np.empty((B, I + H), dh0.dtype)                   # [dx_t | dh] per row
-        dxh[:, I:] = dh_n
-    if T > 0 and B > 0:
-        if path == "tiles" and row_groups > 0:
-            _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                            h_prev, dx, row_block, row_groups)
-        elif path == "tiles":
-            _recurrence_backward_tiles(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                       h_prev, dx, row_block, unit_block)
-        else:
-            _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                        h_prev, dx, use_blas)
-    if not use_blas:
-        dh0[...] = dxh[:, I:]
-    dZ_flat = dZ.reshape(T * B, 4 * H)
-    x_flat = np.ascontiguousarray(x).reshape(T * B, I)
-    # With check_finite=False a non-finite input is the caller's choice: it propagates
-    # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
-    with np.errstate(all="ignore"):
-        np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
+    with plan.layer_plan(B, H) as (path, row_block, unit_block, row_groups):
+        if path == "slices":
+            # imported here: slices.py builds on this module's step helpers
+            from . import slices
+            slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                                  dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
+                                  rows=row_block, route=config.slices_gemm)
+            return
+        dc0[...] = dc_n
+        n_active = running_rows(lengths, T)
+        dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
+        h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
+        use_blas = path == "blas"
+        # dy is often a strided view of the caller's array; typed contiguous, the gate
+        # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)
+        dy = np.ascontiguousarray(dy)
         if use_blas:
-            gemm(dZ_flat.T, x_flat, dW_ih)                      # dW_ih = Σ_t dz_t x_tᵀ
-            gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
-            gemm(dZ_flat, W_ih, dx.reshape(T * B, I))           # dx_t = W_ihᵀ dz_t
+            dh0[...] = dh_n
+            W, dxh = W_hh, dh0                                      # dh alone; dx after the loop
         else:
-            weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
+            W = np.empty((4 * H, I + H), W_hh.dtype)                # [W_ih | W_hh], C-contiguous
+            W[:, :I] = W_ih
+            W[:, I:] = W_hh
+            dxh = np.empty((B, I + H), dh0.dtype)                   # [dx_t | dh] per row
+            dxh[:, I:] = dh_n
+        if T > 0 and B > 0:
+            if path == "tiles" and row_groups > 0:
+                _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                                h_prev, dx, row_block, row_groups)
+            elif path == "tiles":
+                _recurrence_backward_tiles(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                           h_prev, dx, row_block, unit_block)
+            else:
+                _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
+                                            h_prev, dx, use_blas)
+        if not use_blas:
+            dh0[...] = dxh[:, I:]
+        dZ_flat = dZ.reshape(T * B, 4 * H)
+        x_flat = np.ascontiguousarray(x).reshape(T * B, I)
+        # With check_finite=False a non-finite input is the caller's choice: it propagates
+        # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
+        with np.errstate(all="ignore"):
+            np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
+            if use_blas:
+                gemm(dZ_flat.T, x_flat, dW_ih)                      # dW_ih = Σ_t dz_t x_tᵀ
+                gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
+                gemm(dZ_flat, W_ih, dx.reshape(T * B, I))           # dx_t = W_ihᵀ dz_t
+            else:
+                weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)

@@ -65,6 +65,10 @@ class CPUConfig:
         where :mod:`nblstm.cpu.mkl` finds it, else numba loops), ``"mkl"``
         (required) or ``"numba"``. Large sizes take ``"slices"`` by themselves
         only with MKL; ``"numba"`` keeps the choice of the other paths.
+    adapt_to_load : bool
+        Run layers whose threads meet at a barrier every step on fewer of
+        numba's threads while other programs keep cores busy
+        (:func:`nblstm.cpu.plan.threads_under_load`); results do not change.
     """
 
     blas_min_work: int = 4_000_000
@@ -80,6 +84,7 @@ class CPUConfig:
     row_blocks_min_work: int = 100_000
     block_rows: int = 8
     slices_gemm: str = "auto"
+    adapt_to_load: bool = True
 
 
 #: the configuration every call reads

@@ -335,44 +335,44 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     """
     T, B, _ = x.shape
     H = W_hh.shape[1]
-    path, row_block, unit_block, row_groups = plan.plan(B, H)
-    h_n[...] = h0
-    c_n[...] = c0
-    if T == 0 or B == 0:
-        return
-    if path == "slices":
-        # imported here: slices.py builds on this module's step helpers
-        from . import slices
-        slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                             units=unit_block, rows=row_block, route=config.slices_gemm)
-        return
-    n_active = running_rows(lengths, T)
-    last_step = lengths - 1
-    c_state = np.array(c0, order="C")
-    keep_cache = gates is not None
-    cells_out = cells if keep_cache else np.empty((0, 0, 0), x.dtype)
-    if path == "blas":
-        _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
-                      np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
-                      config.chunk_elements)
-        return
-    I = x.shape[2]
-    W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
-    transpose(W_ih, W_cat[:I])
-    transpose(W_hh, W_cat[I:])
-    xh_prev = np.empty((B, I + H), x.dtype)
-    xh_prev[:, I:] = h0
-    xh_next = np.empty_like(xh_prev)
-    z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
-    if path == "tiles" and row_groups > 0:
-        _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
-                               xh_next, c_state, y, h_n, c_n, cells_out, row_block, row_groups)
-    elif path == "tiles":
-        _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev, xh_next,
-                          c_state, y, h_n, c_n, cells_out, row_block, unit_block)
-    else:
-        _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
-                           xh_next, c_state, y, h_n, c_n, cells_out)
+    with plan.layer_plan(B, H) as (path, row_block, unit_block, row_groups):
+        h_n[...] = h0
+        c_n[...] = c0
+        if T == 0 or B == 0:
+            return
+        if path == "slices":
+            # imported here: slices.py builds on this module's step helpers
+            from . import slices
+            slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
+                                 units=unit_block, rows=row_block, route=config.slices_gemm)
+            return
+        n_active = running_rows(lengths, T)
+        last_step = lengths - 1
+        c_state = np.array(c0, order="C")
+        keep_cache = gates is not None
+        cells_out = cells if keep_cache else np.empty((0, 0, 0), x.dtype)
+        if path == "blas":
+            _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
+                          np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
+                          config.chunk_elements)
+            return
+        I = x.shape[2]
+        W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
+        transpose(W_ih, W_cat[:I])
+        transpose(W_hh, W_cat[I:])
+        xh_prev = np.empty((B, I + H), x.dtype)
+        xh_prev[:, I:] = h0
+        xh_next = np.empty_like(xh_prev)
+        z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
+        if path == "tiles" and row_groups > 0:
+            _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
+                                   xh_next, c_state, y, h_n, c_n, cells_out, row_block, row_groups)
+        elif path == "tiles":
+            _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev, xh_next,
+                              c_state, y, h_n, c_n, cells_out, row_block, unit_block)
+        else:
+            _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
+                               xh_next, c_state, y, h_n, c_n, cells_out)
 
 
 def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,

@@ -6,7 +6,13 @@ how the ``"tiles"`` path splits a step over numba's threads; both read
 :data:`nblstm.cpu.config`, and the layer drivers pass the answers to the
 kernels as arguments. :func:`numba_ran_last` says, per calling thread, which
 pool of worker threads (numba's or BLAS's) the last layer ran on.
+
+:func:`layer_plan` is how the layer drivers get their plan: where the threads
+would meet at a barrier every step and other programs keep cores busy, it
+runs the layer on fewer of numba's threads (:func:`threads_under_load`).
 """
+import contextlib
+import os
 import threading
 from typing import NamedTuple
 
@@ -15,8 +21,8 @@ import numba
 from . import mkl
 from .config import config
 
-__all__ = ["PATHS", "Plan", "plan", "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling",
-           "numba_ran_last"]
+__all__ = ["PATHS", "Plan", "plan", "layer_plan", "threads_under_load", "busy_cores", "choose_path",
+           "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas", "slices")
 
@@ -158,6 +164,12 @@ class Plan(NamedTuple):
     unit_block: int
     row_groups: int
 
+    @property
+    def barrier_per_step(self):
+        """Whether numba's threads meet at a barrier every step (tiles or slices of units)."""
+        return ((self.path == "tiles" and self.row_groups == 0)
+                or (self.path == "slices" and self.row_block == 0))
+
 
 #: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)
 _last_layer = threading.local()
@@ -180,6 +192,74 @@ def plan(B, H):
         p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"
     return p
+
+
+#: the kernel's count of runnable tasks (Linux); where it cannot be read, nblstm does not adapt
+LOADAVG = "/proc/loadavg"
+
+
+def busy_cores():
+    """How many cores other programs keep busy now (0 where the system does not say).
+
+    The fourth field of ``/proc/loadavg`` counts the tasks that are running
+    or waiting for a core at this instant, all processes together: the
+    calling thread, numba's workers while they still spin after a parallel
+    region (up to ``numba.get_num_threads() - 1``), and everyone else's.
+    Counting all of those as nblstm's may take a busy core for a free one,
+    never the reverse, so the estimate errs towards keeping threads.
+    """
+    try:
+        with open(LOADAVG) as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, runnable - numba.get_num_threads())
+
+
+def threads_under_load():
+    """numba's thread count for a layer whose threads meet every step, given :func:`busy_cores`.
+
+    The cores nblstm may use (``os.sched_getaffinity``) less those other
+    programs keep busy, at least 1 and at most ``numba.get_num_threads()``.
+    A barrier every step waits for the slowest thread, and a thread that
+    shares its core with a busy program runs a time slice at a time: with
+    two busy processes on the 2-core machine, (64, 100, 128, 256) float32
+    inference took 91 ms a call on two threads and 50 ms on one (torch 74 and
+    39 ms). OpenMP's dynamic mode (``OMP_DYNAMIC``) makes the same choice
+    from the load average; the instantaneous count follows the load within
+    a call. Results do not depend on the thread count.
+    """
+    threads = numba.get_num_threads()
+    if not config.adapt_to_load or threads == 1:
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                       # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(threads, cores - busy_cores()))
+
+
+@contextlib.contextmanager
+def layer_plan(B, H):
+    """The :class:`Plan` of a layer, run on fewer of numba's threads while others keep the cores busy.
+
+    Where the plan has a barrier every step (:attr:`Plan.barrier_per_step`)
+    the layer runs with :func:`threads_under_load` threads (numba's setting
+    is per calling thread; the caller's is restored on exit), planned again
+    for that many. Blocks and groups of rows, which meet only at the end of
+    the layer, keep all the threads.
+    """
+    p = plan(B, H)
+    threads = numba.get_num_threads()
+    fewer = threads_under_load() if p.barrier_per_step else threads
+    if fewer == threads:
+        yield p
+        return
+    numba.set_num_threads(fewer)
+    try:
+        yield plan(B, H)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def numba_ran_last():
