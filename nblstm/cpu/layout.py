@@ -69,12 +69,18 @@ def empty_batch_first(shape, dtype):
 def to_internal(a, order, time_major, dtype):
     """(B, T, F) or (T, B, F) -> new C-contiguous (T, B, F), batch permuted by ``order``.
 
-    A permutation is one gather pass (:func:`_gather`); NumPy's fancy index
-    and then the cast and layout copy made two.
+    A permutation of an array already in ``dtype`` (float32 or float64, in
+    native byte order, writeable) is one gather pass (:func:`_gather`);
+    NumPy's fancy index and then the cast and layout copy made two. Other
+    inputs (float16, integers, another byte order, read-only) keep NumPy's
+    two passes: numba reads neither float16 nor a foreign byte order, and
+    each other type would compile the gather again.
     """
     tm = a if time_major else a.swapaxes(0, 1)
     if order is None:
         return np.array(tm, dtype=dtype, order="C", copy=True)
+    if tm.dtype != dtype or not tm.dtype.isnative or not tm.flags.writeable:
+        return np.array(tm[:, order], dtype=dtype, order="C")
     out = np.empty(tm.shape, dtype)
     _gather(tm, order, out)
     return out

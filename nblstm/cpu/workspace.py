@@ -11,18 +11,21 @@ so every call faulted its scratch in again. Training at (B, T, I, H) =
 the backward's scratch kept (`python bench/investigations/scratch_reuse.py`).
 
 Only arrays that never leave a call are kept: the backward's dL/dz and h_{t-1}
-for all steps, the inference projection buffer of the ``"blas"`` path, and the
-temporaries that ``nblstm._api`` asks for through the protocol's ``scratch``
-(reversed inputs and outputs of reverse directions, the gradients a layer of a
-stack hands down, the outputs of inference layers below the top).
-Their contents are undefined on entry, like ``np.empty``'s; the kernels write
-every element they read. Their data start on a 64-byte boundary
-(:func:`aligned_empty`): MKL's order of summation may depend on its operands'
-alignment, and the ``"slices"`` path hands it scratch. Buffers are per thread (several Python threads may
-call nblstm at once), per name and dtype, and grow to the largest request up
-to ``limit`` bytes; a larger request gets a fresh array that is not kept.
+for all steps, the inference projection buffer of the ``"blas"`` path, the
+``"slices"`` path's packed weights and bias, its ``[x | h]``, z and product
+buffers, and the temporaries that ``nblstm._api`` asks for through the
+protocol's ``scratch`` (reversed inputs and outputs of reverse directions, the
+gradients a layer of a stack hands down, the outputs of inference layers below
+the top, the sorted y of an inference call with lengths). Their contents are
+undefined on entry, like ``np.empty``'s; the kernels write every element they
+read. Their data start on a 64-byte boundary (:func:`aligned_empty`): MKL's
+order of summation may depend on its operands' alignment, and the ``"slices"``
+path hands it scratch. Buffers are per thread (several Python threads may call
+nblstm at once), per name and dtype, and grow to the largest request up to
+``limit`` bytes; a larger request gets a fresh array that is not kept.
 """
 import math
+import operator
 
 import numpy as np
 
@@ -47,9 +50,19 @@ def empty(shape, dtype):
 
 
 def aligned_empty(shape, dtype):
-    """An uninitialised C-contiguous array whose data start on an :data:`ALIGNMENT` boundary."""
+    """An uninitialised C-contiguous array whose data start on an :data:`ALIGNMENT` boundary.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    dtype : dtype
+
+    Returns
+    -------
+    ndarray, shape ``shape``
+    """
     dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = (operator.index(shape),) if np.ndim(shape) == 0 else tuple(map(operator.index, shape))
     n = math.prod(shape)
     raw = np.empty(n * dtype.itemsize + ALIGNMENT, np.uint8)
     start = -raw.__array_interface__["data"][0] % ALIGNMENT

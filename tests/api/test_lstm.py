@@ -203,6 +203,43 @@ def test_dtype_rules(x_dtype, p_dtype, expected):
     assert_results_close((y, (h, c), g), ref, RTOL[np.dtype(expected)])
 
 
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+#: inputs the API accepts that numba's kernels cannot read as they are
+UNUSUAL_INPUTS = {
+    "float16": lambda a: a.astype(np.float16),
+    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "integer": lambda a: np.round(4 * a).astype(np.int32),
+    "read-only": _read_only,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSUAL_INPUTS))
+def test_any_accepted_input_with_lengths(kind):
+    """The batch's permutation into length order takes every input the API accepts.
+
+    It failed for float16 and big-endian inputs (and states) once the permutation became a numba
+    gather, which reads neither.
+    """
+    p = make_problem(3, 5, 2, 4, dtype=np.float32, seed=11, lengths=[2, 5, 3])
+    x, h0, c0 = (UNUSUAL_INPUTS[kind](a) for a in (p.x, p.h0, p.c0))
+    want_dtype = np.result_type(x.dtype, np.float32) if x.dtype.kind == "f" else np.float64
+    want_dtype = np.float32 if want_dtype == np.float16 else want_dtype
+    for args in [(x, p.params), (x, p.params, h0, c0)]:
+        y, (h, c), cache = nblstm.lstm_forward(*args, lengths=p.lengths)
+        g = nblstm.lstm_backward(cache, dy=np.ones(y.shape))
+        plain = [np.asarray(a, want_dtype) for a in args[:1]] + [args[1]] + \
+                [np.asarray(a, want_dtype) for a in args[2:]]
+        y2, (h2, c2), cache2 = nblstm.lstm_forward(*plain, lengths=p.lengths)
+        g2 = nblstm.lstm_backward(cache2, dy=np.ones(y2.shape))
+        for name, a in all_arrays(y, (h, c), g).items():
+            np.testing.assert_array_equal(a, all_arrays(y2, (h2, c2), g2)[name], err_msg=name)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lists_are_accepted(dtype):
     p = make_problem(2, 3, 2, 2, dtype=dtype, seed=9)

@@ -57,6 +57,13 @@ def test_buffers_start_on_a_cache_line():
                 assert a.shape == (n, 3) and a.dtype == dtype and a.flags.c_contiguous
 
 
+def test_sizes_may_be_numpy_integers():
+    """A plan's sizes can come out of NumPy arithmetic (it failed for np.int64 once)."""
+    a = workspace.scratch("w", (np.int64(3), 4), np.float32, 1 << 20)
+    b = workspace.aligned_empty(np.int64(5), np.float64)
+    assert a.shape == (3, 4) and b.shape == (5,)
+
+
 def test_each_thread_has_its_own_buffers():
     mine = workspace.scratch("w", (8,), np.float64, 1 << 20)
     theirs = []
