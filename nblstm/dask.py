@@ -27,6 +27,7 @@ from dask.highlevelgraph import HighLevelGraph
 from . import _validate as v
 from . import cpu
 from ._api import lstm as _lstm
+from .cpu.plan import numba_threads
 from .params import LSTMParams
 
 __all__ = ["lstm", "map_grad"]
@@ -63,12 +64,8 @@ def _thread_share(threads):
     it was set from a scheduler's pool thread (it holds when set from the
     thread that starts the compute; see map_grad).
     """
-    previous = numba.get_num_threads()
-    numba.set_num_threads(_resolve_threads(threads))
-    try:
+    with numba_threads(_resolve_threads(threads)):
         yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _threads_arg(threads):

@@ -17,6 +17,18 @@ from nblstm import cpu
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """Every test plans its layers as on an idle machine, whatever else the machine runs.
+
+    A layer with a barrier every step gives up threads while other programs keep the cores
+    busy (nblstm.cpu.plan.threads_under_load), and then plans again: the code a test covers
+    would depend on the load of the machine it runs on. Without a count of runnable tasks
+    nothing adapts; tests/cpu/test_load.py fakes one.
+    """
+    monkeypatch.setattr(cpu.plan, "LOADAVG", "/nonexistent/loadavg")
+
+
 @pytest.fixture
 def cpu_config():
     """The CPU config (nblstm.cpu.config), restored after the test."""

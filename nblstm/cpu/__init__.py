@@ -13,7 +13,7 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``matmul``          matrix products: BLAS's ``gemm`` and numba loops
 ``slices``          the ``"slices"`` path: a slice of hidden units per thread
 ``mkl``             MKL's sequential GEMM for ``slices`` (the ``mkl`` extra)
-``elementwise``     row copies and fills, ``add``
+``elementwise``     row copies and fills, transposing copies, ``add``
 ``_jit``            the one decorator policy of every kernel
 ``_single``         CPU only: one sequence through one layer in one call (lean path)
 ``_lanes``          CPU only: the fixed-order gate products of :mod:`nblstm.jit`

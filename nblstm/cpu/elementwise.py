@@ -41,8 +41,16 @@ def zero_row(dst):
 def transpose_rows(src, dst, k0, k1):
     """``dst[k, :] = src[:, k]`` for ``k0 <= k < k1``: part of ``dst[...] = src.T``.
 
-    ``src`` (n, m) and ``dst`` (m, n), any strides; each row of ``src`` is
-    read ``k1 - k0`` consecutive elements at a time.
+    Each row of ``src`` is read ``k1 - k0`` consecutive elements at a time.
+
+    Parameters
+    ----------
+    src : ndarray, shape (n, m)
+        Any strides.
+    dst : ndarray, shape (m, n)
+        Any strides; rows ``k0:k1`` are written.
+    k0, k1 : int
+        The rows of ``dst`` (columns of ``src``) to copy.
     """
     for j in range(dst.shape[1]):
         for k in range(k0, k1):
@@ -63,7 +71,14 @@ _TRANSPOSE_MIN_SIZE = 1 << 15
 
 
 def transpose(src, dst):
-    """``dst[...] = src.T`` for 2-D arrays, in blocks of rows spread over numba's threads."""
+    """``dst[...] = src.T`` for 2-D arrays, in blocks of rows spread over numba's threads.
+
+    Parameters
+    ----------
+    src : ndarray, shape (n, m)
+    dst : ndarray, shape (m, n)
+        Written; any strides (a view into a larger array).
+    """
     if dst.size < _TRANSPOSE_MIN_SIZE:
         dst[...] = src.T
     else:

@@ -21,7 +21,8 @@ import numba
 from . import mkl
 from .config import config
 
-__all__ = ["PATHS", "Plan", "plan", "layer_plan", "threads_under_load", "busy_cores", "choose_path",
+__all__ = ["PATHS", "Plan", "plan", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
+           "choose_path",
            "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas", "slices")
@@ -199,44 +200,78 @@ LOADAVG = "/proc/loadavg"
 
 
 def busy_cores():
-    """How many cores other programs keep busy now (0 where the system does not say).
+    """How many of the machine's cores other programs keep busy now.
 
     The fourth field of ``/proc/loadavg`` counts the tasks that are running
-    or waiting for a core at this instant, all processes together: the
-    calling thread, numba's workers while they still spin after a parallel
-    region (up to ``numba.get_num_threads() - 1``), and everyone else's.
-    Counting all of those as nblstm's may take a busy core for a free one,
-    never the reverse, so the estimate errs towards keeping threads.
+    or waiting for a core at this instant, on the whole machine (containers
+    included): the calling thread, numba's workers while they still spin
+    after a parallel region (up to ``numba.get_num_threads() - 1``), and
+    everyone else's. All ``numba.get_num_threads()`` are counted as
+    nblstm's, spinning or not, so the estimate may take a busy core for a
+    free one, never the reverse: it errs towards keeping threads (on two
+    cores, one busy program beside sleeping workers goes unnoticed).
+
+    Returns
+    -------
+    int or None
+        The runnable tasks beyond nblstm's own (at least 0); None where the
+        count cannot be read (not Linux).
     """
     try:
         with open(LOADAVG) as f:
             runnable = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
     return max(0, runnable - numba.get_num_threads())
 
 
 def threads_under_load():
     """numba's thread count for a layer whose threads meet every step, given :func:`busy_cores`.
 
-    The cores nblstm may use (``os.sched_getaffinity``) less those other
-    programs keep busy, at least 1 and at most ``numba.get_num_threads()``.
     A barrier every step waits for the slowest thread, and a thread that
     shares its core with a busy program runs a time slice at a time: with
     two busy processes on the 2-core machine, (64, 100, 128, 256) float32
     inference took 91 ms a call on two threads and 50 ms on one (torch 74 and
     39 ms). OpenMP's dynamic mode (``OMP_DYNAMIC``) makes the same choice
-    from the load average; the instantaneous count follows the load within
-    a call. Results do not depend on the thread count.
+    from the load average; the count of runnable tasks, read when a layer
+    starts, follows a load that starts or stops between calls. Results do
+    not depend on the thread count.
+
+    Returns
+    -------
+    int
+        The machine's cores (``os.cpu_count()``, as the count covers the
+        whole machine) less :func:`busy_cores`, at least 1 and at most
+        ``numba.get_num_threads()``; that thread count itself where
+        ``config.adapt_to_load`` is off or the count cannot be read.
     """
     threads = numba.get_num_threads()
     if not config.adapt_to_load or threads == 1:
         return threads
+    busy = busy_cores()
+    if busy is None:
+        return threads
+    return max(1, min(threads, (os.cpu_count() or 1) - busy))
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Run the body with ``n`` of numba's threads; the calling thread's setting is restored on exit.
+
+    numba's setting is per calling thread, so concurrent callers (Python
+    threads, Dask tasks) each keep their own.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``numba.config.NUMBA_NUM_THREADS``.
+    """
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:                       # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(threads, cores - busy_cores()))
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -244,10 +279,19 @@ def layer_plan(B, H):
     """The :class:`Plan` of a layer, run on fewer of numba's threads while others keep the cores busy.
 
     Where the plan has a barrier every step (:attr:`Plan.barrier_per_step`)
-    the layer runs with :func:`threads_under_load` threads (numba's setting
-    is per calling thread; the caller's is restored on exit), planned again
-    for that many. Blocks and groups of rows, which meet only at the end of
-    the layer, keep all the threads.
+    the whole layer (its steps and the weight-gradient products after them)
+    runs with :func:`threads_under_load` threads (:func:`numba_threads`),
+    planned again for that many. Blocks and groups of rows, which meet only
+    at the end of the layer, keep all the threads.
+
+    Parameters
+    ----------
+    B, H : int
+        The layer's batch size and hidden size.
+
+    Yields
+    ------
+    Plan
     """
     p = plan(B, H)
     threads = numba.get_num_threads()
@@ -255,11 +299,8 @@ def layer_plan(B, H):
     if fewer == threads:
         yield p
         return
-    numba.set_num_threads(fewer)
-    try:
+    with numba_threads(fewer):
         yield plan(B, H)
-    finally:
-        numba.set_num_threads(threads)
 
 
 def numba_ran_last():

@@ -277,6 +277,7 @@ def block_schedule(B, rows):
 
 @functools.lru_cache(maxsize=64)
 def _block_schedule(B, rows, threads):
+    """:func:`block_schedule` for ``threads`` of numba's threads, computed once per sizes."""
     blocks = -(-B // rows)
     workers = max(1, min(threads, blocks))
     rounds = -(-blocks // workers)

@@ -21,7 +21,7 @@ import pytest
 
 import nblstm
 from nblstm import cpu
-from nblstm.cpu import mkl, plan, slices
+from nblstm.cpu import mkl, plan, slices, workspace
 
 from _helpers import (
     RTOL,
@@ -192,10 +192,19 @@ def test_slice_plan_covers_every_unit_once():
 
 
 @pytest.mark.parametrize("I, H, units", [(3, 5, 2), (2, 40, 16), (37, 20, 20), (130, 70, 32)])
-def test_packed_weights_are_the_slices_rows_and_columns(I, H, units):
-    """pack_forward / pack_backward against the layout written out with NumPy slicing."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_weights_are_the_slices_rows_and_columns(I, H, units, dtype):
+    """pack_forward / pack_backward against the layout written out with NumPy slicing.
+
+    Into scratch that held NaN: every element the path reads is written.
+    """
     rng = np.random.default_rng(I * H)
-    W_ih, W_hh, b = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), rng.standard_normal(4 * H)
+    W_ih, W_hh, b = (rng.standard_normal(shape).astype(dtype)
+                     for shape in ((4 * H, I), (4 * H, H), (4 * H,)))
+    slices.pack_forward(W_ih, W_hh, b, units)
+    slices.pack_backward(W_ih, W_hh, units)
+    for buffer in workspace._buffers().values():
+        buffer[...] = np.nan
     Wf, bf = slices.pack_forward(W_ih, W_hh, b, units)
     Wb = slices.pack_backward(W_ih, W_hh, units)
     S = -(-H // units)
