@@ -79,7 +79,7 @@ def to_internal(a, order, time_major, dtype):
     tm = a if time_major else a.swapaxes(0, 1)
     if order is None:
         return np.array(tm, dtype=dtype, order="C", copy=True)
-    if tm.dtype != dtype or not tm.dtype.isnative or not tm.flags.writeable:
+    if tm.dtype != dtype or not tm.flags.writeable:      # dtype is a native float
         return np.array(tm[:, order], dtype=dtype, order="C")
     out = np.empty(tm.shape, dtype)
     _gather(tm, order, out)

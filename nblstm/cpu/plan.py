@@ -22,8 +22,7 @@ from . import mkl
 from .config import config
 
 __all__ = ["PATHS", "Plan", "plan", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
-           "choose_path",
-           "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
+           "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas", "slices")
 

@@ -33,10 +33,8 @@ def runnable(tmp_path, monkeypatch):
 def two_threads():
     if THREADS < 2:
         pytest.fail("these tests need numba to have at least 2 threads (NUMBA_NUM_THREADS)")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(2)
-    yield
-    numba.set_num_threads(previous)
+    with plan.numba_threads(2):
+        yield
 
 
 def test_busy_cores_are_the_runnable_tasks_beyond_nblstms_own(runnable, monkeypatch):
