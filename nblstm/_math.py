@@ -24,6 +24,7 @@ step :func:`cell_backward` writes the derivatives in terms of the activation's
     \\tanh'(z) = 1 - t^2, \\quad t = \\tanh(z)
 """
 import math
+import struct
 
 from llvmlite import ir
 from numba import types
@@ -55,7 +56,12 @@ def exp_neg(a):
 # exp(-a) = 2**-n * exp(r), n = round(a / ln 2), r = n ln2 - a in [-ln2/2, ln2/2];
 # exp(r) by its Taylor series, which is within 1 ulp at these degrees; 2**-n is
 # built from its exponent bits. Above the cut-off exp(-a) is below the smallest
-# normal number and the result is 0.
+# normal number and the result is 0. n is rounded by adding 1.5 * 2**mantissa
+# ("magic"): the sum's last bit is worth 1, so the addition rounds a / ln 2 to
+# an integer, and its low bits are that integer. numba's int() converted
+# through 64-bit integers instead (vcvttps2qq on zmm for a vector of float32),
+# and a float32 sigmoid took 0.52 ns against 0.32 this way (float64: 1.02 and
+# 0.93 ns), with the same bits but at ties of the rounding (1 in 6 million).
 _EXP = {
     64: dict(degree=13, cutoff=708.0, bias=1023, mantissa=52, ln2_hi=0.693147180369123816490,
              ln2_lo=1.90821492927058770002e-10),
@@ -64,21 +70,28 @@ _EXP = {
 }
 
 
+def _magic(spec):
+    """1.5 * 2**mantissa: adding it to a float of magnitude below 2**(mantissa-1) rounds it to an integer."""
+    return 1.5 * 2.0 ** spec["mantissa"]
+
+
 @intrinsic
-def _pow2_neg(typingctx, n, like):
-    """2**-n in the float type of ``like``, for an integer 0 <= n < bias."""
-    if not (isinstance(n, types.Integer) and isinstance(like, types.Float)):
+def _pow2_neg(typingctx, t):
+    """2**-n for ``t = n + magic`` (see :func:`_magic`), 0 <= n < bias, in the float type of ``t``."""
+    if not isinstance(t, types.Float):
         return None
-    spec = _EXP[like.bitwidth]
+    spec = _EXP[t.bitwidth]
+    magic_bits = struct.unpack("<q" if t.bitwidth == 64 else "<i",
+                               struct.pack("<d" if t.bitwidth == 64 else "<f", _magic(spec)))[0]
 
     def codegen(context, builder, signature, args):
-        int_type = ir.IntType(like.bitwidth)
-        exponent = builder.sub(int_type(spec["bias"]), builder.trunc(args[0], int_type)
-                               if n.bitwidth > like.bitwidth else builder.sext(args[0], int_type))
+        int_type = ir.IntType(t.bitwidth)
+        n = builder.sub(builder.bitcast(args[0], int_type), int_type(magic_bits))
+        exponent = builder.sub(int_type(spec["bias"]), n)
         bits = builder.shl(exponent, int_type(spec["mantissa"]))
-        return builder.bitcast(bits, context.get_value_type(like))
+        return builder.bitcast(bits, context.get_value_type(t))
 
-    return like(n, like), codegen
+    return t(t), codegen
 
 
 @overload(exp_neg, target="generic")
@@ -91,17 +104,18 @@ def _exp_neg_overload(a):
     inverse_factorials = tuple(1.0 / math.factorial(k) for k in range(spec["degree"], -1, -1))
     cutoff, ln2_hi, ln2_lo = spec["cutoff"], spec["ln2_hi"], spec["ln2_lo"]
     log2e = 1.0 / math.log(2.0)
+    magic = _magic(spec)
 
     def impl(a):
         big = a > float_type(cutoff)
         a = min(a, float_type(cutoff))
-        k = int(a * float_type(log2e) + float_type(0.5))   # round; a >= 0 so truncation is floor
-        n = float_type(k)
+        t = a * float_type(log2e) + float_type(magic)      # n + magic, n = round(a / ln 2)
+        n = t - float_type(magic)
         r = (n * float_type(ln2_hi) - a) + n * float_type(ln2_lo)
         p = float_type(0)
         for c in inverse_factorials:        # unrolled: the tuple's length is a constant
             p = p * r + float_type(c)
-        result = p * _pow2_neg(k, a)
+        result = p * _pow2_neg(t)
         return float_type(0) if big else result
 
     return impl
