@@ -4,7 +4,7 @@ These are plain Python functions. ``nblstm.cpu`` compiles them with
 ``numba.njit`` and ``nblstm.cuda`` with ``numba.cuda.jit(device=True)``; the
 NumPy reference (the independent oracle) writes the same formulas on arrays.
 
-Two primitives have a compiled implementation of their own (``@overload``),
+Three primitives have a compiled implementation of their own (``@overload``),
 while their plain-Python body stays the definition (and is what the CUDA
 simulator runs):
 
@@ -12,9 +12,10 @@ simulator runs):
   float32 (a bare ``1.0`` literal would promote it to float64);
 - :func:`exp_neg` is exp(-a) for a >= 0 as a branch-free polynomial, so that
   LLVM vectorises the gate loops: numba's ``math.exp`` is a scalar libm call,
-  and it made the element-wise gate update cost as much as the matrix products.
+  and it made the element-wise gate update cost as much as the matrix products;
+  :func:`expm1_neg`, exp(-a) - 1, is the same polynomial without its constant term.
 
-sigmoid and tanh are built on exp(-|z|), which cannot overflow. The backward
+sigmoid is built on exp(-|z|) and tanh on exp(-2|z|) - 1, which cannot overflow. The backward
 step :func:`cell_backward` writes the derivatives in terms of the activation's
 *output*, which is what the forward pass stores:
 
@@ -51,6 +52,11 @@ def _one_like_overload(z):
 def exp_neg(a):
     """exp(-a) for a >= 0 (0 once it underflows)."""
     return math.exp(-a)
+
+
+def expm1_neg(a):
+    """exp(-a) - 1 for a >= 0, to the precision of its own (small) value where a is small."""
+    return math.expm1(-a)
 
 
 # exp(-a) = 2**-n * exp(r), n = round(a / ln 2), r = n ln2 - a in [-ln2/2, ln2/2];
@@ -94,17 +100,23 @@ def _pow2_neg(typingctx, t):
     return t(t), codegen
 
 
-@overload(exp_neg, target="generic")
-def _exp_neg_overload(a):
+def _exp_neg_impl(a, minus_one):
+    """The compiled :func:`exp_neg` (``minus_one`` False) or :func:`expm1_neg` (True) for float type ``a``.
+
+    exp(r) = 1 + r q(r), q by Horner's scheme; exp(-a) = 2**-n (1 + r q) and
+    exp(-a) - 1 = 2**-n r q + (2**-n - 1), whose terms are exact or small:
+    no cancellation where a is small.
+    """
     if not isinstance(a, types.Float):
         return None
     spec = _EXP[a.bitwidth]
     float_type = a
-    # 1/k! for k = degree .. 0, for Horner's scheme
-    inverse_factorials = tuple(1.0 / math.factorial(k) for k in range(spec["degree"], -1, -1))
+    # 1/k! for k = degree .. 1: q(r) = (exp(r) - 1) / r
+    inverse_factorials = tuple(1.0 / math.factorial(k) for k in range(spec["degree"], 0, -1))
     cutoff, ln2_hi, ln2_lo = spec["cutoff"], spec["ln2_hi"], spec["ln2_lo"]
     log2e = 1.0 / math.log(2.0)
     magic = _magic(spec)
+    beyond = -1.0 if minus_one else 0.0
 
     def impl(a):
         big = a > float_type(cutoff)
@@ -112,13 +124,27 @@ def _exp_neg_overload(a):
         t = a * float_type(log2e) + float_type(magic)      # n + magic, n = round(a / ln 2)
         n = t - float_type(magic)
         r = (n * float_type(ln2_hi) - a) + n * float_type(ln2_lo)
-        p = float_type(0)
+        q = float_type(0)
         for c in inverse_factorials:        # unrolled: the tuple's length is a constant
-            p = p * r + float_type(c)
-        result = p * _pow2_neg(t)
-        return float_type(0) if big else result
+            q = q * r + float_type(c)
+        scale = _pow2_neg(t)
+        if minus_one:                       # a constant: numba compiles one branch
+            result = (q * r) * scale + (scale - float_type(1))
+        else:
+            result = (q * r + float_type(1)) * scale
+        return float_type(beyond) if big else result
 
     return impl
+
+
+@overload(exp_neg, target="generic")
+def _exp_neg_overload(a):
+    return _exp_neg_impl(a, minus_one=False)
+
+
+@overload(expm1_neg, target="generic")
+def _expm1_neg_overload(a):
+    return _exp_neg_impl(a, minus_one=True)
 
 
 def sigmoid(z):
@@ -129,10 +155,14 @@ def sigmoid(z):
 
 
 def tanh(z):
-    """Hyperbolic tangent as sign(z) (1 - e^-2|z|) / (1 + e^-2|z|)."""
+    """Hyperbolic tangent as sign(z) (-u) / (2 + u), u = e^-2|z| - 1 (:func:`expm1_neg`).
+
+    Written with u, a small z keeps its digits: 1 - e^-2|z| cancelled them
+    (tanh(1e-8) was 0 in float32).
+    """
     one = one_like(z)
-    e = exp_neg(abs(z) + abs(z))
-    t = (one - e) / (one + e)
+    u = expm1_neg(abs(z) + abs(z))
+    t = -u / (one + one + u)
     return t if z >= 0 else -t
 
 

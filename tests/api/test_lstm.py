@@ -437,6 +437,24 @@ def test_large_values_finite_without_warnings(reverse, dtype):
     assert_results_close((y, (h, c), g), ref, RTOL[np.dtype(dtype)], np.dtype(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_values_keep_their_relative_precision(dtype):
+    """Tiny inputs and states give tiny h and c, each to its own relative precision.
+
+    tanh(z) as (1 - e^-2|z|) / (1 + e^-2|z|) lost the digits of a small z to the
+    cancellation in 1 - e^-2|z| (tanh(1e-8) was 0 in float32): h = o tanh(c)
+    of a small c was off by 1e-8 of itself in float64 and by all of it in float32.
+    """
+    p = make_problem(3, 4, 3, 2, dtype=dtype, seed=23, lengths=np.array([4, 2, 0]), scale=1e-6)
+    params = LSTMParams(p.params.W_ih, p.params.W_hh, np.zeros_like(p.params.b))
+    h0, c0 = p.h0 * dtype(1e-6), p.c0 * dtype(1e-6)
+    y, (h, c), cache = nblstm.lstm_forward(p.x, params, h0, c0, lengths=p.lengths)
+    g = nblstm.lstm_backward(cache, **p.loss.cotangents())
+    assert 0 < np.max(np.abs(y)) < 1e-5
+    ref = reference_run(p.x, params, h0, c0, lengths=p.lengths, **p.loss.cotangents())
+    assert_results_close((y, (h, c), g), ref, RTOL[np.dtype(dtype)], np.dtype(dtype))
+
+
 # ----------------------------------------------------------------------------- more contract
 
 @pytest.mark.parametrize("given", ["h0", "c0"])

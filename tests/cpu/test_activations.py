@@ -49,7 +49,7 @@ def _ulps(got, exact, dtype):
 
 
 @pytest.mark.parametrize("contract", [True, False], ids=["contract", "no-contract"])
-@pytest.mark.parametrize("name", ["sigmoid"])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_within_a_few_ulps(dtype, name, contract):
     # exp(-|z|) is kept down to the smallest normal number: |z| <= 87 (float32), 708 (float64)
