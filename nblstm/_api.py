@@ -241,8 +241,17 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     batch = BatchLayout.of(lengths, B, T, time_major, unbatched)
     lengths = batch.lengths
     # inference reads x in place when no reordering or cast is needed (the projection
-    # copies one bounded chunk at a time); the cache needs its own copy
-    xt = None if keep_cache else batch.sequences_view(be, x3, dtype)
+    # copies one bounded chunk at a time); the cache needs its own copy. One forward
+    # layer reads x and writes y in the caller's order (forward_layer's ``order``), so
+    # a batch that needs sorting is not copied in and out either
+    in_user_order = (not keep_cache and batch.order is not None and L == 1 and D == 1
+                     and not reverse)
+    xt = None
+    if in_user_order:
+        xt = batch.sequences_view_unsorted(be, x3, dtype)
+        in_user_order = xt is not None
+    elif not keep_cache:
+        xt = batch.sequences_view(be, x3, dtype)
     if xt is None:
         xt = batch.sequences_in(be, x3, dtype)
         if lengths.min(initial=T) < T:
@@ -250,6 +259,7 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             # products run over all steps (dW_ih = dZ^T x), where 0 * NaN is NaN.
             # A view of the caller's x (inference) is only read at valid steps.
             be.zero_padding(xt, lengths)
+    y_order = batch.order if in_user_order else None
     h0t, c0t = (batch.states_in(be, s, single, L * D, H, dtype) for s in states)
     h_n = be.empty((L * D, B, H), dtype)
     c_n = be.empty((L * D, B, H), dtype)
@@ -258,12 +268,13 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     y_user = None
     for l, layer in enumerate(layers):
         pair = None
-        if l == L - 1 and batch.order is None and not (time_major or unbatched):
+        y_unsorted = batch.order is None or in_user_order      # the last layer's y: no gather
+        if l == L - 1 and y_unsorted and not (time_major or unbatched):
             # the last layer writes straight into the (B, T, D*H) result, saving a copy of y
             pair = be.empty_batch_first((B, T, D * H), dtype)
         if pair is not None:
             y_user, y = pair
-        elif keep_cache or (l == L - 1 and batch.order is None):
+        elif keep_cache or (l == L - 1 and y_unsorted):
             y = be.empty((T, B, D * H), dtype)          # cached, or the result
         elif l == L - 1:
             # copied into the user's order below: scratch, not new memory whose
@@ -289,7 +300,7 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             else:
                 x_dir, y_steps = inp, y_dir
             be.forward_layer(x_dir, W_ih, W_hh, b, h0t[k], c0t[k], lengths,
-                             y_steps, h_n[k], c_n[k], gates, cells)
+                             y_steps, h_n[k], c_n[k], gates, cells, order=y_order)
             if backwards:
                 be.reverse_sequences(y_steps, lengths, y_dir)
             if keep_cache:
@@ -300,6 +311,8 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
 
     if y_user is not None:
         y = be.to_user(y_user, on_device)
+    elif in_user_order:
+        y = be.to_user(inp, on_device)                  # time-major, in the caller's order
     else:
         y = batch.sequences_out(be, inp, on_device)
     h_n, c_n = (batch.states_out(be, s, single, on_device) for s in (h_n, c_n))

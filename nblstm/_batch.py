@@ -97,6 +97,13 @@ class BatchLayout(NamedTuple):
         """
         return be.view_internal(a, self.order, self.time_major or self.unbatched, dtype)
 
+    def sequences_view_unsorted(self, be, a, dtype):
+        """The backend's strided (T, B, F) view of a user sequence array in the user's batch order, else None.
+
+        For a ``forward_layer`` that reads through ``order`` (inference x).
+        """
+        return be.view_internal(a, None, self.time_major or self.unbatched, dtype)
+
     def sequences_in(self, be, a, dtype):
         """A user sequence array, 3-D ((T, 1, F) if unbatched), as a new (T, B, F) array of the kernels."""
         return be.to_internal(a, self.order, self.time_major or self.unbatched, dtype)

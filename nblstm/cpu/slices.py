@@ -64,7 +64,7 @@ from .backward import (
     weight_grads_numba,
 )
 from .elementwise import TRANSPOSE_ROWS, copy_row, transpose, transpose_rows, zero_row
-from .forward import _activate_tile, _store_tile, _zero_ended_rows
+from .forward import _activate_tile, _store_tile
 from .matmul import add_products
 
 
@@ -154,10 +154,11 @@ def pack_backward(W_ih, W_hh, units):
 
 @kernel
 def _forward_slice_step(t, s, units, r0, r1, r_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
-                        y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr):
+                        y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr, order):
     """Step t for slice s and the rows ``r0:r1`` running at t (``r0:r_next`` at t+1).
 
-    Its product, its gates and cell update, and its share of those rows of x_{t+1}.
+    Its product, its gates and cell update, and its share of those rows of
+    x_{t+1}. Sorted row r is row ``order[r]`` of x and y.
     """
     T, _, I = x.shape
     S = Wf.shape[0]
@@ -179,7 +180,8 @@ def _forward_slice_step(t, s, units, r0, r1, r_next, x, xh, xh_out, Wf, bf, zbuf
         c_row = c_state[r]
         h_row = xh_out[r][I:]
         _activate_tile(zr, first, w, c_row[j0:j1], h_row[j0:j1])
-        _store_tile(t, r, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n)
+        _store_tile(t, r, order[r], j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n,
+                    c_n)
         if keep_cache:
             g = gates[t, r]
             for q in range(4):
@@ -187,17 +189,18 @@ def _forward_slice_step(t, s, units, r0, r1, r_next, x, xh, xh_out, Wf, bf, zbuf
     if t + 1 < T:                              # only running rows: a padded x never enters
         n_next = r_next - r0
         for r in range(r0 + s * n_next // S, r0 + (s + 1) * n_next // S):
-            copy_row(xh_out[r][:I], x[t + 1, r])
+            copy_row(xh_out[r][:I], x[t + 1, order[r]])
 
 
 @kernel(parallel=True)
 def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbuf, c_state,
-                    y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+                    y, gates, cells, keep_cache, h_n, c_n, gemm_ptr, order):
     """All T steps, one parallel region over the slices per step.
 
     ``xh_prev`` holds ``[x_0 | h0]`` for the rows running at step 0; ``zbuf``
     (S, B, 4u) is each slice's z; the other arguments are those of
-    ``forward._recurrence_tiles``, and ``gemm_ptr`` is MKL's ``?gemm`` or 0.
+    ``forward._recurrence_tiles``, ``gemm_ptr`` is MKL's ``?gemm`` or 0, and
+    sorted row r is row ``order[r]`` of x and y.
     """
     T, B, _ = x.shape
     S = Wf.shape[0]
@@ -211,9 +214,16 @@ def _forward_slices(x, Wf, bf, units, n_active, last_step, xh_prev, xh_next, zbu
         for s in prange(S):
             _forward_slice_step(t, s, units, first, n, n_next, x, xh, xh_out, Wf, bf, zbuf,
                                 c_state, y, gates, cells, keep_cache, last_step, h_n, c_n,
-                                gemm_ptr)
-        _zero_ended_rows(t, n, B, y)
+                                gemm_ptr, order)
+        _zero_ended_rows_of(t, n, B, y, order)
         swapped = not swapped
+
+
+@kernel
+def _zero_ended_rows_of(t, r0, r1, y, order):
+    """Sorted rows r0:r1 have ended before step t: their y_t (row ``order[r]`` of y) is exactly 0."""
+    for r in range(r0, r1):
+        zero_row(y[t, order[r]])
 
 
 @kernel
@@ -224,7 +234,7 @@ def _block_end(n_running, r0, r1):
 
 @kernel
 def _forward_block(r0, r1, x, Wf, bf, n_active, last_step, xh_prev, xh_next, zbuf, c_state, y,
-                   gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+                   gates, cells, keep_cache, h_n, c_n, gemm_ptr, order):
     """All T steps of batch rows ``r0:r1`` with one slice of all H units."""
     T = x.shape[0]
     H = c_state.shape[1]
@@ -236,14 +246,14 @@ def _forward_block(r0, r1, x, Wf, bf, n_active, last_step, xh_prev, xh_next, zbu
         xh = xh_next if swapped else xh_prev
         xh_out = xh_prev if swapped else xh_next
         _forward_slice_step(t, first, H, r0, n, n_next, x, xh, xh_out, Wf, bf, zbuf, c_state,
-                            y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr)
-        _zero_ended_rows(t, n, r1, y)
+                            y, gates, cells, keep_cache, last_step, h_n, c_n, gemm_ptr, order)
+        _zero_ended_rows_of(t, n, r1, y, order)
         swapped = not swapped
 
 
 @kernel(parallel=True)
 def _forward_row_blocks(x, Wf, bf, rows, schedule, n_active, last_step, xh_prev, xh_next, zbuf,
-                        c_state, y, gates, cells, keep_cache, h_n, c_n, gemm_ptr):
+                        c_state, y, gates, cells, keep_cache, h_n, c_n, gemm_ptr, order):
     """All T steps with one slice of all H units, per block of ``rows`` batch rows.
 
     A block's rows need nothing from the other blocks' rows, so each block
@@ -260,7 +270,7 @@ def _forward_row_blocks(x, Wf, bf, rows, schedule, n_active, last_step, xh_prev,
             if k >= 0:
                 _forward_block(k * rows, min(B, (k + 1) * rows), x, Wf, bf, n_active, last_step,
                                xh_prev, xh_next, zbuf, c_state, y, gates, cells, keep_cache,
-                               h_n, c_n, gemm_ptr)
+                               h_n, c_n, gemm_ptr, order)
 
 
 def block_schedule(B, rows):
@@ -412,6 +422,12 @@ def _weight_grads_mkl(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T, gemm_ptr):
                 mkl.gemm_at(gemm_ptr, h_prev[n0:n1], dZ[n0:n1, c0:c1], dW_hh_T[:, c0:c1], 1.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _identity(B):
+    """``arange(B)`` (int64), shared between calls: read it, do not write it."""
+    return np.arange(B, dtype=np.int64)
+
+
 def _gemm_ptr(dtype, route):
     """MKL's ``?gemm`` address for ``route`` ("auto", "mkl", "numba"), or 0 for the numba loops."""
     if route == "numba":
@@ -423,12 +439,14 @@ def _gemm_ptr(dtype, route):
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, *, units, rows,
-                  route):
+                  route, order=None):
     """The ``"slices"`` path of :func:`nblstm.cpu.forward.forward_layer` (same arguments, h_n and c_n set).
 
     ``units`` per slice (``plan.slice_units``); ``rows`` per block of one
     slice of all units (``units`` = H) if positive (``plan.block_rows``);
-    ``route``, ``config.slices_gemm``.
+    ``route``, ``config.slices_gemm``; ``order`` (or None, the identity):
+    the kernels read x and write y at row ``order[r]`` for sorted row r, so
+    a batch that needed sorting is neither copied in nor out.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -438,15 +456,16 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     Wf, bf = pack_forward(W_ih, W_hh, b, units)
     xh_prev = workspace.scratch("slices_xh_prev", (B, I + H), dtype)
     xh_next = workspace.scratch("slices_xh_next", (B, I + H), dtype)
+    order = _identity(B) if order is None else np.ascontiguousarray(order, dtype=np.int64)
     n0 = n_active[0]
-    xh_prev[:n0, :I] = x[0, :n0]
+    xh_prev[:n0, :I] = x[0, order[:n0]]
     xh_prev[:, I:] = h0
     zbuf = workspace.scratch("slices_z", (Wf.shape[0], B, 4 * units), dtype)
     c_state = np.array(c0, order="C")
     empty = np.empty((0, 0, 0), dtype)
     rest = (n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state, y,
             gates if keep_cache else empty, cells if keep_cache else empty, keep_cache, h_n, c_n,
-            _gemm_ptr(dtype, route))
+            _gemm_ptr(dtype, route), order)
     if rows > 0:
         _forward_row_blocks(x, Wf, bf, rows, block_schedule(B, rows), *rest)
     else:

@@ -28,7 +28,7 @@ from . import elementwise as ew
 from . import shared_arrays, workspace
 from ._jit import device, kernel
 from .activations import sigmoid, tanh
-from .layout import as_operand, device_view, is_device, swap_first_axes
+from .layout import as_operand, device_view, is_device, scatter_rows, swap_first_axes, to_internal
 from .matmul import matmul
 from .plan import plan
 
@@ -228,7 +228,7 @@ def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gat
             t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset)
 
 
-def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
+def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, order=None):
     """One forward-direction layer (the protocol's ``forward_layer``, docs/backends.md).
 
     The input projection of all steps as one matrix product, then the
@@ -250,10 +250,20 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells):
     gates : device array, shape (T, B, 4H), C-contiguous, or None
     cells : device array, shape (T, B, H), or None
         Outputs for training (post-activation gates, c_t), or None for inference.
+    order : ndarray of int64, shape (B,), or None
+        Where given, x and y are in the caller's batch order (sorted row r is
+        row ``order[r]``): this backend runs on a sorted copy of x and
+        scatters y (the CPU's ``"slices"`` path reads and writes through it).
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
     dtype = y.dtype
+    if order is not None:
+        y_sorted = workspace.scratch("y_layer_sorted", (T, B, H), dtype)
+        forward_layer(to_internal(x, order, True, dtype), W_ih, W_hh, b, h0, c0, lengths,
+                      y_sorted, h_n, c_n, gates, cells)
+        scatter_rows(y_sorted, order, y)
+        return
     d_W_ih, d_W_hh, d_b = (as_operand(a, dtype) for a in (W_ih, W_hh, b))
     x_batch_first = _batch_first_source(x, dtype) if gates is None else None
     if x_batch_first is not None:

@@ -185,6 +185,13 @@ def from_internal(a, order, time_major, on_device):
     return d_out if on_device else d_out.copy_to_host()
 
 
+def scatter_rows(src, order, out):
+    """``out[t, order[r]] = src[t, r]`` for (T, B, F) device arrays (``out`` may be a strided view)."""
+    if src.size:
+        blocks, threads = launch_shape(src.size)
+        _unpermute_kernel[blocks, threads](src, True, _order_on_device(order, src.shape[1]), out)
+
+
 def reverse_sequences(src, lengths, out):
     """``out[t, b] = src[lengths[b]-1-t, b]`` for ``t < lengths[b]``, else 0 ((T, B, F) device arrays)."""
     if out.size:

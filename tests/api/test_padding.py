@@ -88,3 +88,33 @@ def test_padding_one_layer_reverse_and_time_major(cpu_config, path):
         grads = [nblstm.lstm_backward(o[2], dy=np.ones((4, 1, 3))) for o in outs]
         np.testing.assert_array_equal(grads[1].dparams.W_ih, grads[0].dparams.W_ih)
         np.testing.assert_array_equal(outs[1][0], outs[0][0])
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_inference_with_unsorted_lengths_copies_neither_x_nor_y(monkeypatch, time_major):
+    """One forward layer reads x and writes y in the caller's batch order (forward_layer's ``order``).
+
+    Before, x went through a sorted copy (to_internal) and y back through a
+    gather (from_internal): 1.3-1.5 ms of a 21 ms call at (64, 100, 128, 256).
+    """
+    B, T, I, H = 5, 7, 3, 4
+    rng = np.random.default_rng(8)
+    p = nblstm.init_params(I, H, seed=rng)
+    x = rng.standard_normal((T, B, I) if time_major else (B, T, I))
+    lengths = np.array([3, 7, 0, 5, 7])
+    want = nblstm.lstm_forward(x, p, lengths=lengths, time_major=time_major)
+    moved = []
+    for name in ("to_internal", "from_internal"):
+        real = getattr(nblstm.cpu, name)
+
+        def spy(a, *args, _real=real, _name=name):
+            if T in np.shape(a)[:2]:          # a sequence, not a state
+                moved.append(_name)
+            return _real(a, *args)
+
+        monkeypatch.setattr(nblstm.cpu, name, spy)
+    y, (h_n, c_n) = nblstm.lstm(x, p, lengths=lengths, time_major=time_major)
+    assert moved == []
+    np.testing.assert_array_equal(y, want[0])
+    np.testing.assert_array_equal(h_n, want[1][0])
+    np.testing.assert_array_equal(c_n, want[1][1])

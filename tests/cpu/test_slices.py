@@ -102,6 +102,47 @@ def test_matches_torch(cpu_config, layout, route):
                                    err_msg=name)
 
 
+#: every CPU path; the slices path in both layouts
+ORDER_CASES = {"slices/units": dict(path="slices", row_blocks_max_H=0),
+               "slices/rows": dict(path="slices", row_blocks_max_H=10**6, block_rows=2),
+               "tiles": dict(path="tiles"), "serial": dict(path="serial"), "blas": dict(path="blas")}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("case", sorted(ORDER_CASES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_order_reads_x_and_writes_y_in_the_callers_order(cpu_config, case, route, dtype):
+    """forward_layer(order=...) gives the bits of the run on a sorted copy; y is 0 where padded.
+
+    The slices path reads x and writes y through ``order``; the other paths
+    gather and scatter. NaN in the caller's padded steps reaches nothing.
+    """
+    for name, value in ORDER_CASES[case].items():
+        setattr(cpu_config, name, value)
+    cpu_config.slices_gemm = route
+    B, T, I, H = 7, 6, 3, 5
+    rng = np.random.default_rng(5)
+    p = nblstm.init_params(I, H, dtype=dtype, seed=rng)
+    lengths = np.array([2, 6, 0, 6, 1, 5, 3], np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    for b in range(B):
+        x[b, lengths[b]:] = np.nan
+    h0, c0 = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    sorted_out = [np.empty((T, B, H), dtype), np.empty((B, H), dtype), np.empty((B, H), dtype)]
+    cpu.forward_layer(np.ascontiguousarray(x[order].swapaxes(0, 1)), p.W_ih, p.W_hh, p.b, h0, c0,
+                      lengths[order], *sorted_out, None, None)
+    y = np.full((B, T, H), np.nan, dtype)
+    h_n, c_n = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    cpu.forward_layer(x.swapaxes(0, 1), p.W_ih, p.W_hh, p.b, h0, c0, lengths[order],
+                      y.swapaxes(0, 1), h_n, c_n, None, None, order=order)
+    np.testing.assert_array_equal(y[order].swapaxes(0, 1), sorted_out[0])
+    np.testing.assert_array_equal(h_n, sorted_out[1])
+    np.testing.assert_array_equal(c_n, sorted_out[2])
+    for b in range(B):
+        assert (y[b, lengths[b]:] == 0).all() and np.isfinite(y[b]).all()
+
+
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_nan_in_padded_steps_reaches_no_result(cpu_config, layout, route, dtype):

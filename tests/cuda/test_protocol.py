@@ -103,6 +103,24 @@ def test_inference_matches_training_and_strided_y(small_config, rng):
     assert (infer["y_other"] == 0).all()  # the other half of y_full is untouched
 
 
+def test_order_reads_x_and_writes_y_in_the_callers_order(small_config, rng):
+    """forward_layer(order=...) gives the sorted run's bits, with x and y in the caller's order."""
+    lengths = np.array([2, 4, 0, 4, 1], np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    p, x, h0, c0, _ = _problem(rng, 5, 4, 3, 4, np.float64, lengths)
+    sorted_run = _forward(p, x[order], h0, c0, lengths[order], training=False)
+    B, T, _ = x.shape
+    H = p.W_hh.shape[1]
+    d_y = nc.empty((T, B, H), np.float64)
+    d_hn, d_cn = nc.empty((B, H), np.float64), nc.empty((B, H), np.float64)
+    nc.forward_layer(_d(x.swapaxes(0, 1)), *(_d(a) for a in p), _d(h0), _d(c0), lengths[order],
+                     d_y, d_hn, d_cn, None, None, order=order)
+    y = d_y.copy_to_host().swapaxes(0, 1)
+    np.testing.assert_array_equal(y[order], sorted_run["y"])
+    np.testing.assert_array_equal(d_hn.copy_to_host(), sorted_run["h_n"])
+    np.testing.assert_array_equal(d_cn.copy_to_host(), sorted_run["c_n"])
+
+
 def test_reverse_composed_from_reverse_sequences(small_config, rng):
     """reverse = reverse_sequences -> forward_layer -> reverse_sequences (what the API does)."""
     B, T, I, H = 3, 4, 2, 3
