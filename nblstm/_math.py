@@ -61,8 +61,8 @@ def expm1_neg(a):
 
 # exp(-a) = 2**-n * exp(r), n = round(a / ln 2), r = n ln2 - a in [-ln2/2, ln2/2];
 # exp(r) by its Taylor series, which is within 1 ulp at these degrees; 2**-n is
-# built from its exponent bits. Above the cut-off exp(-a) is below the smallest
-# normal number and the result is 0. n is rounded by adding 1.5 * 2**mantissa
+# built from its exponent bits. Above the cut-off (a little before exp(-a) leaves
+# the normal numbers, at 87.3 and 708.4) exp_neg gives 0 and expm1_neg -1. n is rounded by adding 1.5 * 2**mantissa
 # ("magic"): the sum's last bit is worth 1, so the addition rounds a / ln 2 to
 # an integer, and its low bits are that integer. numba's int() converted
 # through 64-bit integers instead (vcvttps2qq on zmm for a vector of float32),
@@ -162,7 +162,7 @@ def tanh(z):
     """
     one = one_like(z)
     u = expm1_neg(abs(z) + abs(z))
-    t = -u / (one + one + u)
+    t = abs(u) / (one + one + u)        # -u, but +0 for z = 0 (u is +0 there)
     return t if z >= 0 else -t
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from .._batch import running_rows
-from . import plan, workspace
+from . import layout, plan, workspace
 from ._jit import kernel
 from .activations import sigmoid, tanh
 from .config import config
@@ -324,7 +324,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     Parameters
     ----------
     x : ndarray, shape (T, B, I)
-        Input, batch sorted by length (descending); any strides.
+        Input, batch sorted by length (descending) unless ``order`` is given;
+        any strides.
     W_ih, W_hh, b : ndarray, shapes (4H, I), (4H, H), (4H,)
         Layer weights.
     h0, c0 : ndarray, shape (B, H)
@@ -348,11 +349,11 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     T, B, _ = x.shape
     H = W_hh.shape[1]
     if order is not None and plan.choose_path(B, H) != "slices":
-        x_sorted = np.empty(x.shape, x.dtype)
-        x_sorted[...] = x[:, order]
+        # one gather pass each way (layout.to_internal's); a fancy index and a copy made two
         y_sorted = workspace.scratch("y_layer_sorted", y.shape, y.dtype)
-        forward_layer(x_sorted, W_ih, W_hh, b, h0, c0, lengths, y_sorted, h_n, c_n, gates, cells)
-        y[:, order] = y_sorted
+        forward_layer(layout.to_internal(x, order, True, x.dtype), W_ih, W_hh, b, h0, c0, lengths,
+                      y_sorted, h_n, c_n, gates, cells)
+        layout.scatter_rows(y_sorted, order, y)
         return
     with plan.layer_plan(B, H) as (path, row_block, unit_block, row_groups):
         h_n[...] = h0

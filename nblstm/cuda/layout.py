@@ -26,7 +26,7 @@ _SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
 __all__ = ["asarray", "is_device", "as_operand", "copy_as", "to_user", "expand_dims",
            "view_internal", "empty_batch_first", "to_internal", "from_internal",
-           "reverse_sequences", "zero_padding", "finite_each", "device_view", "swap_first_axes"]
+           "scatter_rows", "reverse_sequences", "zero_padding", "finite_each", "device_view", "swap_first_axes"]
 
 
 def is_device(a):

@@ -108,6 +108,8 @@ def test_order_reads_x_and_writes_y_in_the_callers_order(small_config, rng):
     lengths = np.array([2, 4, 0, 4, 1], np.int64)
     order = np.argsort(-lengths, kind="stable")
     p, x, h0, c0, _ = _problem(rng, 5, 4, 3, 4, np.float64, lengths)
+    for b in range(5):
+        x[b, lengths[b]:] = np.nan                   # the caller's padding reaches nothing
     sorted_run = _forward(p, x[order], h0, c0, lengths[order], training=False)
     B, T, _ = x.shape
     H = p.W_hh.shape[1]
@@ -117,6 +119,8 @@ def test_order_reads_x_and_writes_y_in_the_callers_order(small_config, rng):
                      d_y, d_hn, d_cn, None, None, order=order)
     y = d_y.copy_to_host().swapaxes(0, 1)
     np.testing.assert_array_equal(y[order], sorted_run["y"])
+    for b in range(5):
+        assert (y[b, lengths[b]:] == 0).all() and np.isfinite(y[b]).all()
     np.testing.assert_array_equal(d_hn.copy_to_host(), sorted_run["h_n"])
     np.testing.assert_array_equal(d_cn.copy_to_host(), sorted_run["c_n"])
 
