@@ -62,9 +62,9 @@ def expm1_neg(a):
 # exp(-a) = 2**-n * exp(r), n = round(a / ln 2), r = n ln2 - a in [-ln2/2, ln2/2];
 # exp(r) by its Taylor series, which is within 1 ulp at these degrees; 2**-n is
 # built from its exponent bits. Above the cut-off (a little before exp(-a) leaves
-# the normal numbers, at 87.3 and 708.4) exp_neg gives 0 and expm1_neg -1. n is rounded by adding 1.5 * 2**mantissa
-# ("magic"): the sum's last bit is worth 1, so the addition rounds a / ln 2 to
-# an integer, and its low bits are that integer. numba's int() converted
+# the normal numbers, at 87.3 and 708.4) exp_neg gives 0 and expm1_neg -1. n is
+# rounded by adding 1.5 * 2**mantissa ("magic"): the sum's last bit is worth 1,
+# so the addition rounds a / ln 2 to an integer, and its low bits are that integer. numba's int() converted
 # through 64-bit integers instead (vcvttps2qq on zmm for a vector of float32),
 # and a float32 sigmoid took 0.52 ns against 0.32 this way (float64: 1.02 and
 # 0.93 ns), with the same bits but at ties of the rounding (1 in 6 million).
