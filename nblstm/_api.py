@@ -260,6 +260,7 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
             # A view of the caller's x (inference) is only read at valid steps.
             be.zero_padding(xt, lengths)
     y_order = batch.order if in_user_order else None
+    y_unsorted = batch.order is None or in_user_order      # the last layer's y: no gather
     h0t, c0t = (batch.states_in(be, s, single, L * D, H, dtype) for s in states)
     h_n = be.empty((L * D, B, H), dtype)
     c_n = be.empty((L * D, B, H), dtype)
@@ -268,7 +269,6 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     y_user = None
     for l, layer in enumerate(layers):
         pair = None
-        y_unsorted = batch.order is None or in_user_order      # the last layer's y: no gather
         if l == L - 1 and y_unsorted and not (time_major or unbatched):
             # the last layer writes straight into the (B, T, D*H) result, saving a copy of y
             pair = be.empty_batch_first((B, T, D * H), dtype)
