@@ -365,7 +365,8 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
-    with plan.layer_plan(B, H) as (path, row_block, unit_block, row_groups):
+    layer = plan.layer_plan(B, H, gates.dtype.itemsize, backward=True)
+    with layer as (path, row_block, unit_block, row_groups):
         if path == "slices":
             # imported here: slices.py builds on this module's step helpers
             from . import slices

@@ -46,7 +46,8 @@ class CPUConfig:
         (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
     slice_units : int
         Hidden units per slice on the ``"slices"`` path (:mod:`nblstm.cpu.slices`);
-        0 chooses by H. Results depend on it with MKL, never on the thread count.
+        0 chooses by H, the dtype and the direction (:func:`nblstm.cpu.plan.slice_units`).
+        Results depend on it with MKL, never on the thread count.
     row_blocks_max_H : int
         Up to this H, the ``"slices"`` path runs one slice of all H units in
         blocks of batch rows, each block through all steps with no barrier

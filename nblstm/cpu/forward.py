@@ -355,7 +355,7 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
                       y_sorted, h_n, c_n, gates, cells)
         layout.scatter_rows(y_sorted, order, y)
         return
-    with plan.layer_plan(B, H) as (path, row_block, unit_block, row_groups):
+    with plan.layer_plan(B, H, x.dtype.itemsize) as (path, row_block, unit_block, row_groups):
         h_n[...] = h0
         c_n[...] = c0
         if T == 0 or B == 0:

@@ -106,17 +106,46 @@ def tiling(B, H):
     return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
 
 
-def slice_units(H, units):
-    """Units per slice on the ``"slices"`` path: ``units`` if positive, else H / 2 up to a multiple of 8, in [8, 64].
+#: on the ``"slices"`` path, the most bytes of a slice's hidden units (:func:`slice_units`)
+FORWARD_SLICE_BYTES = 512
+BACKWARD_SLICE_BYTES = 1024
 
-    A multiple of 8 keeps each gate's block a whole number of vectors. Wide
-    slices make long product rows (4u columns): on one core MKL's sgemm at
-    (64, 100, 128, 256) took 55 ms with 64 units, 62 ms with 32 and 70 ms with
-    128 (bench/notes.md); at least two slices give two threads work.
+
+def slice_units(H, units, itemsize=8, backward=False):
+    """Units per slice on the ``"slices"`` path: ``units`` if positive, else H / 2 up to a multiple of 8; capped.
+
+    The cap is ``FORWARD_SLICE_BYTES`` (``BACKWARD_SLICE_BYTES`` for the
+    backward) of units of ``itemsize`` bytes: 128 units float32 and 64
+    float64 forward, 256 and 128 backward. A multiple of 8 keeps each gate's
+    block a whole number of vectors; at least two slices give two threads
+    work. A thread makes one MKL product per slice and step, and a GEMM
+    copies panels of both operands at every call, so few wide slices beat
+    many narrow ones until a slice's weights stop fitting the core's cache. Same-run
+    A/B on two cores (bench/notes.md, tenth session), float32 forward 128
+    units against 64: 0.94-0.97x the time at (64, 100, 128, 256) and
+    (64, 50, 512, 512); float64 forward 128 units against 64: 1.13-1.26x;
+    the backward at (64, 50, 512, 512): float32 256 units 0.90x the time
+    of 64, float64 128 units 0.92x (256: 1.07x).
+
+    Parameters
+    ----------
+    H : int
+        Hidden size.
+    units : int
+        ``config.slice_units``: if positive, the answer (at most H).
+    itemsize : int
+        Bytes per value of the layer's dtype (4 or 8).
+    backward : bool
+        Whether the slices are the backward's.
+
+    Returns
+    -------
+    int
     """
     if units > 0:
         return max(1, min(units, H))
-    return max(1, min(H, 64, max(8, 8 * (-(-H // 16)))))
+    cap = (BACKWARD_SLICE_BYTES if backward else FORWARD_SLICE_BYTES) // itemsize
+    return max(1, min(H, cap, max(8, 8 * (-(-H // 16)))))
 
 
 def block_rows(B, H):
@@ -175,8 +204,11 @@ class Plan(NamedTuple):
 _last_layer = threading.local()
 
 
-def plan(B, H):
+def plan(B, H, itemsize=8, backward=False):
     """The :class:`Plan` of a layer of batch B and hidden size H, remembered as the thread's last.
+
+    ``itemsize`` (the bytes of the layer's dtype) and ``backward`` (whether
+    the plan is for the backward) set the slices' width (:func:`slice_units`).
 
     Raises
     ------
@@ -187,7 +219,7 @@ def plan(B, H):
     if path == "slices":
         # cut by B and H alone, never by the thread count: MKL's sums depend on the shapes
         rows = block_rows(B, H)
-        p = Plan(path, rows, H if rows else slice_units(H, config.slice_units), 0)
+        p = Plan(path, rows, H if rows else slice_units(H, config.slice_units, itemsize, backward), 0)
     else:
         p = Plan(path, *tiling(B, H))
     _last_layer.blas = path == "blas"
@@ -274,7 +306,7 @@ def numba_threads(n):
 
 
 @contextlib.contextmanager
-def layer_plan(B, H):
+def layer_plan(B, H, itemsize=8, backward=False):
     """The :class:`Plan` of a layer, run on fewer of numba's threads while others keep the cores busy.
 
     Where the plan has a barrier every step (:attr:`Plan.barrier_per_step`)
@@ -287,19 +319,23 @@ def layer_plan(B, H):
     ----------
     B, H : int
         The layer's batch size and hidden size.
+    itemsize : int
+        Bytes per value of the layer's dtype.
+    backward : bool
+        Whether the plan is for the layer's backward.
 
     Yields
     ------
     Plan
     """
-    p = plan(B, H)
+    p = plan(B, H, itemsize, backward)
     threads = numba.get_num_threads()
     fewer = threads_under_load() if p.barrier_per_step else threads
     if fewer == threads:
         yield p
         return
     with numba_threads(fewer):
-        yield plan(B, H)
+        yield plan(B, H, itemsize, backward)
 
 
 def numba_ran_last():

@@ -218,6 +218,31 @@ def test_row_blocks_cover_the_batch_evenly_whatever_the_threads(cpu_config):
     assert len(seen) == 1 and seen.pop().row_block == 11
 
 
+def test_slices_are_wider_for_float32_and_for_the_backward():
+    # 512 bytes of units forward, 1024 backward, and never fewer than two slices
+    assert [plan.slice_units(512, 0, 4), plan.slice_units(512, 0, 4, backward=True)] == [128, 256]
+    assert [plan.slice_units(512, 0, 8), plan.slice_units(512, 0, 8, backward=True)] == [64, 128]
+    assert [plan.slice_units(256, 0, 4), plan.slice_units(256, 0, 4, backward=True)] == [128, 128]
+    assert plan.slice_units(40, 0, 4, backward=True) == 24
+    assert plan.slice_units(512, 32, 4, backward=True) == 32          # config.slice_units wins
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_backward_slices_of_another_width_than_the_forwards(cpu_config, route):
+    # float64 at H = 136: the forward cuts 3 slices of 64 units, the backward 2 of 72
+    assert plan.slice_units(136, 0, 8) != plan.slice_units(136, 0, 8, backward=True)
+    p = make_problem(3, 4, 5, 136, seed=7, lengths="mixed")
+    cpu_config.path = "serial"
+    want = all_arrays(*run_api(p))
+    cpu_config.path, cpu_config.slices_gemm, cpu_config.row_blocks_max_H = "slices", route, 0
+    got = all_arrays(*run_api(p))
+    for name in want:
+        if route == "numba":
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 def test_slice_plan_covers_every_unit_once():
     for H in (1, 5, 8, 40, 64, 65, 256, 512):
         for units in (0, 3, 8, 1000):
