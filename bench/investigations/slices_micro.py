@@ -67,7 +67,8 @@ def median_ms(fn, n=15):
 def main():
     dtype = np.dtype(sys.argv[1])
     B, T, I, H = (int(v) for v in sys.argv[2].split(","))
-    units = plan.slice_units(H, int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    units = plan.slice_units(H, int(sys.argv[3]) if len(sys.argv) > 3 else 0, dtype.itemsize,
+                             backward=False)
     rng = np.random.default_rng(0)
     p = nblstm.init_params(I, H, dtype=dtype, seed=1)
     x = rng.standard_normal((B, T, I)).astype(dtype)

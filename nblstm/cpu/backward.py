@@ -338,7 +338,8 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     """Gradients of one forward-direction layer (the protocol's ``backward_layer``, docs/backends.md).
 
     Chooses the path and the tiling as :func:`nblstm.cpu.forward.forward_layer`
-    does for the same sizes, and walks the steps backwards.
+    does for the same sizes (on the ``"slices"`` path, wider slices of units:
+    :func:`nblstm.cpu.plan.slice_units`), and walks the steps backwards.
 
     Parameters
     ----------

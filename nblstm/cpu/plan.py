@@ -122,10 +122,13 @@ def slice_units(H, units, itemsize=8, backward=False):
     copies panels of both operands at every call, so few wide slices beat
     many narrow ones until a slice's weights stop fitting the core's cache. Same-run
     A/B on two cores (bench/notes.md, tenth session), float32 forward 128
-    units against 64: 0.94-0.97x the time at (64, 100, 128, 256) and
+    units against 64: 0.95-0.97x the time at (64, 100, 128, 256) and
     (64, 50, 512, 512); float64 forward 128 units against 64: 1.13-1.26x;
     the backward at (64, 50, 512, 512): float32 256 units 0.90x the time
-    of 64, float64 128 units 0.92x (256: 1.07x).
+    of 64, float64 128 units 0.92x (256: 1.07x); under two busy processes
+    (one thread) 128 units float32 were 0.91-0.99x torch against 1.03-1.06x
+    for 64. The widths were measured on two cores only: with more cores
+    than slices (two at H = 256 float32) the recurrence leaves cores idle.
 
     Parameters
     ----------
@@ -171,7 +174,10 @@ def block_rows(B, H):
 
 
 class Plan(NamedTuple):
-    """How one layer runs (forward and backward alike).
+    """How one layer's forward or backward runs.
+
+    The path and the tiling are the same for both; on the ``"slices"`` path
+    the backward's slices of units may be wider (:func:`slice_units`).
 
     Attributes
     ----------
@@ -207,8 +213,19 @@ _last_layer = threading.local()
 def plan(B, H, itemsize=8, backward=False):
     """The :class:`Plan` of a layer of batch B and hidden size H, remembered as the thread's last.
 
-    ``itemsize`` (the bytes of the layer's dtype) and ``backward`` (whether
-    the plan is for the backward) set the slices' width (:func:`slice_units`).
+    Parameters
+    ----------
+    B, H : int
+        The layer's batch size and hidden size.
+    itemsize : int
+        Bytes per value of the layer's dtype (4 or 8): with ``backward``, it
+        sets the width of the ``"slices"`` path's slices (:func:`slice_units`).
+    backward : bool
+        Whether the plan is for the layer's backward.
+
+    Returns
+    -------
+    Plan
 
     Raises
     ------
@@ -217,7 +234,8 @@ def plan(B, H, itemsize=8, backward=False):
     """
     path = choose_path(B, H)
     if path == "slices":
-        # cut by B and H alone, never by the thread count: MKL's sums depend on the shapes
+        # cut by B, H, the dtype and the direction, never by the thread count: MKL's sums
+        # depend on the shapes
         rows = block_rows(B, H)
         p = Plan(path, rows, H if rows else slice_units(H, config.slice_units, itemsize, backward), 0)
     else:

@@ -1,7 +1,9 @@
 """The ``"slices"`` path: each thread owns a slice of hidden units, as in oneDNN's RNN primitive.
 
 The H hidden units are cut into ``S`` slices of ``units`` units each (the last
-may be shorter). The cut depends on H only, never on the thread count, and
+may be shorter). The cut depends on H, the dtype and the direction (the
+backward's slices are wider, :func:`nblstm.cpu.plan.slice_units`), never on
+the thread count, and
 numba's static schedule hands every thread the same slices at every step, so
 a slice's weights stay in its core's cache.
 
