@@ -120,8 +120,8 @@ def slice_units(H, units, itemsize=8, backward=False):
     block a whole number of vectors; at least two slices give two threads
     work. A thread makes one MKL product per slice and step, and a GEMM
     copies panels of both operands at every call, so few wide slices beat
-    many narrow ones until a slice's weights stop fitting the core's cache. Same-run
-    A/B on two cores (bench/notes.md, tenth session), float32 forward 128
+    many narrow ones until a slice's weights stop fitting the core's cache.
+    Same-run A/B on two cores (bench/notes.md, tenth session), float32 forward 128
     units against 64: 0.95-0.97x the time at (64, 100, 128, 256) and
     (64, 50, 512, 512); float64 forward 128 units against 64: 1.13-1.26x;
     the backward at (64, 50, 512, 512): float32 256 units 0.90x the time

@@ -3,9 +3,8 @@
 The H hidden units are cut into ``S`` slices of ``units`` units each (the last
 may be shorter). The cut depends on H, the dtype and the direction (the
 backward's slices are wider, :func:`nblstm.cpu.plan.slice_units`), never on
-the thread count, and
-numba's static schedule hands every thread the same slices at every step, so
-a slice's weights stay in its core's cache.
+the thread count, and numba's static schedule hands every thread the same
+slices at every step, so a slice's weights stay in its core's cache.
 
 Forward, step t, slice s (units ``j0:j1``, width w):
 
