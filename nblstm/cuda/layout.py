@@ -179,17 +179,20 @@ def from_internal(a, order, time_major, on_device):
     if order is None and time_major:
         return a if on_device else a.copy_to_host()
     d_out = empty((T, B, F) if time_major else (B, T, F), a.dtype)
-    if a.size:
-        blocks, threads = launch_shape(a.size)
-        _unpermute_kernel[blocks, threads](a, time_major, _order_on_device(order, B), d_out)
+    _unpermute(a, order, time_major, d_out)
     return d_out if on_device else d_out.copy_to_host()
 
 
 def scatter_rows(src, order, out):
     """``out[t, order[r]] = src[t, r]`` for (T, B, F) device arrays (``out`` may be a strided view)."""
+    _unpermute(src, order, True, out)
+
+
+def _unpermute(src, order, time_major, out):
+    """``out[t, order[r]]`` (or ``out[order[r], t]``) ``= src[t, r]``: one launch, none for an empty ``src``."""
     if src.size:
         blocks, threads = launch_shape(src.size)
-        _unpermute_kernel[blocks, threads](src, True, _order_on_device(order, src.shape[1]), out)
+        _unpermute_kernel[blocks, threads](src, time_major, _order_on_device(order, src.shape[1]), out)
 
 
 def reverse_sequences(src, lengths, out):
