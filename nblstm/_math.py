@@ -64,10 +64,11 @@ def expm1_neg(a):
 # built from its exponent bits. Above the cut-off (a little before exp(-a) leaves
 # the normal numbers, at 87.3 and 708.4) exp_neg gives 0 and expm1_neg -1. n is
 # rounded by adding 1.5 * 2**mantissa ("magic"): the sum's last bit is worth 1,
-# so the addition rounds a / ln 2 to an integer, and its low bits are that integer. numba's int() converted
-# through 64-bit integers instead (vcvttps2qq on zmm for a vector of float32),
-# and a float32 sigmoid took 0.52 ns against 0.32 this way (float64: 1.02 and
-# 0.93 ns), with the same bits but at ties of the rounding (1 in 6 million).
+# so the addition rounds a / ln 2 to an integer, and its low bits are that
+# integer. numba's int() converted through 64-bit integers instead (vcvttps2qq
+# on zmm for a vector of float32), and a float32 sigmoid took 0.52 ns against
+# 0.32 this way (float64: 1.02 and 0.93 ns), with the same bits but at ties of
+# the rounding (1 in 6 million).
 _EXP = {
     64: dict(degree=13, cutoff=708.0, bias=1023, mantissa=52, ln2_hi=0.693147180369123816490,
              ln2_lo=1.90821492927058770002e-10),
