@@ -44,6 +44,12 @@ class CPUConfig:
         Most bytes of each scratch array (the backward's dL/dz and h_{t-1},
         the projection buffer) that a thread keeps for its next call
         (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
+    recycle_min_bytes : int
+        Arrays that leave a call (the cache, results) from this size on are
+        cut from buffers a thread keeps and hands out again once nothing
+        refers to them (:func:`nblstm.cpu.workspace.empty`).
+    recycle_bytes : int
+        Most bytes of such buffers a thread keeps; 0 allocates every array.
     slice_units : int
         Hidden units per slice on the ``"slices"`` path (:mod:`nblstm.cpu.slices`);
         0 chooses by H, the dtype and the direction (:func:`nblstm.cpu.plan.slice_units`).
@@ -80,6 +86,8 @@ class CPUConfig:
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
     workspace_bytes: int = 64 << 20
+    recycle_min_bytes: int = 16 << 20
+    recycle_bytes: int = 256 << 20
     slice_units: int = 0
     row_blocks_max_H: int = 128
     row_blocks_min_work: int = 100_000

@@ -23,16 +23,33 @@ order of summation may depend on its operands' alignment, and the ``"slices"``
 path hands it scratch. Buffers are per thread (several Python threads may call
 nblstm at once), per name and dtype, and grow to the largest request up to
 ``limit`` bytes; a larger request gets a fresh array that is not kept.
+
+:func:`empty` also serves the arrays that leave a call (the cache, results),
+and a large one may be memory that an earlier result held. glibc maps blocks
+above 32 MiB afresh at every allocation and unmaps them when freed, so at
+(B, T, I, H) = (64, 50, 512, 512) float64 the cache's 52 MB of gates faulted
+in again at every training call: 279-293 ms a call with them reused against
+296-325 ms without, 267 against 325-352 where the caller keeps the previous
+cache until the next forward returns (docs/memory.md). An array of at least
+``config.recycle_min_bytes`` is cut from a buffer this thread keeps; a buffer
+is handed out again only when nothing but this module refers to it (its
+reference count: every view of it, a view of a view, a memoryview, a cache
+that holds it, counts), so a result the caller still holds is never
+overwritten. The thread keeps up to ``config.recycle_bytes`` of such buffers;
+:func:`clear` releases them with the scratch.
 """
 import math
 import operator
+import sys
+import threading
 
 import numpy as np
 
 from .._perthread import PerThreadArrays
 from .config import config
 
-__all__ = ["empty", "aligned_empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes"]
+__all__ = ["empty", "aligned_empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes",
+           "recycled_bytes"]
 
 #: bytes: a cache line, the alignment MKL's documentation asks of operands
 ALIGNMENT = 64
@@ -40,13 +57,91 @@ ALIGNMENT = 64
 _kept = PerThreadArrays()
 #: the calling thread's buffers, {(name, dtype): 1-d array}
 _buffers = _kept.table
-clear = _kept.clear
 held_bytes = _kept.held_bytes
+
+_recycled = threading.local()
+
+
+def _recycled_buffers():
+    """The calling thread's recyclable buffers: 1-d uint8 arrays that own their memory."""
+    buffers = getattr(_recycled, "buffers", None)
+    if buffers is None:
+        buffers = _recycled.buffers = []
+    return buffers
+
+
+def _references(buffers, i):
+    return sys.getrefcount(buffers[i])
+
+
+#: what :func:`_references` reads for a buffer that only its list refers to, measured
+#: through the same code (the count's baseline differs between Python versions)
+_UNREFERENCED = _references([np.empty(0, np.uint8)], 0)
+
+
+def clear():
+    """Drop the calling thread's scratch and recyclable buffers (arrays in use stay valid)."""
+    _kept.clear()
+    _recycled.buffers = []
+
+
+def recycled_bytes():
+    """Bytes of the calling thread's recyclable buffers, in use or not."""
+    return sum(raw.nbytes for raw in _recycled_buffers())
+
+
+def _shape(shape):
+    return (operator.index(shape),) if np.ndim(shape) == 0 else tuple(map(operator.index, shape))
+
+
+def _aligned_view(raw, nbytes, dtype, shape):
+    start = -raw.__array_interface__["data"][0] % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _recycled_raw(nbytes):
+    """A buffer of ``nbytes + ALIGNMENT`` bytes that nothing outside this module refers to."""
+    size = nbytes + ALIGNMENT
+    buffers = _recycled_buffers()
+    free = [i for i in range(len(buffers)) if _references(buffers, i) == _UNREFERENCED]
+    for i in free:
+        if buffers[i].size == size:
+            return buffers[i]
+    raw = np.empty(size, np.uint8)
+    held = sum(b.size for b in buffers)
+    for i in reversed(free):                       # make room: drop buffers nobody uses
+        if held + size <= config.recycle_bytes:
+            break
+        held -= buffers.pop(i).size
+    if held + size <= config.recycle_bytes:
+        buffers.append(raw)
+    return raw
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array."""
-    return np.empty(shape, dtype)
+    """An uninitialised C-contiguous array; a large one may reuse memory the caller dropped.
+
+    Below ``config.recycle_min_bytes`` a plain ``np.empty``; from there on the
+    data start on an :data:`ALIGNMENT` boundary and may be a buffer that an
+    earlier array held and nothing refers to any more (module docstring).
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    dtype : dtype
+
+    Returns
+    -------
+    ndarray, shape ``shape``
+    """
+    dtype = np.dtype(dtype)
+    shape = _shape(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < config.recycle_min_bytes:
+        return np.empty(shape, dtype)
+    if nbytes + ALIGNMENT > config.recycle_bytes:
+        return aligned_empty(shape, dtype)
+    return _aligned_view(_recycled_raw(nbytes), nbytes, dtype, shape)
 
 
 def aligned_empty(shape, dtype):
@@ -62,11 +157,9 @@ def aligned_empty(shape, dtype):
     ndarray, shape ``shape``
     """
     dtype = np.dtype(dtype)
-    shape = (operator.index(shape),) if np.ndim(shape) == 0 else tuple(map(operator.index, shape))
-    n = math.prod(shape)
-    raw = np.empty(n * dtype.itemsize + ALIGNMENT, np.uint8)
-    start = -raw.__array_interface__["data"][0] % ALIGNMENT
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+    shape = _shape(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    return _aligned_view(np.empty(nbytes + ALIGNMENT, np.uint8), nbytes, dtype, shape)
 
 
 def zeros(shape, dtype):

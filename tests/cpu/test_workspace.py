@@ -166,3 +166,127 @@ def test_no_result_or_cache_refers_to_a_kept_buffer(cpu_config):  # noqa: F811
     assert len(buffers) >= 8          # dZ, h_prev, y0, y1, x_reversed, y_steps, dy_steps, dx_steps, ...
     for name, a in list(named.items()) + [(f"cache[{i}]", a) for i, a in enumerate(arrays_in(cache))]:
         assert not any(np.shares_memory(a, b) for b in buffers), name
+
+
+# ------------------------------------------------------------------ arrays that leave a call
+# ``workspace.empty`` cuts large arrays (the cache, results) from buffers the thread keeps and
+# hands a buffer out again once nothing refers to it. The tests lower the threshold so that
+# small arrays take that route.
+
+SMALL = 1024          # bytes: recycle_min_bytes in these tests
+
+
+@pytest.fixture
+def recycling(cpu_config):  # noqa: F811
+    cpu_config.recycle_min_bytes = SMALL
+    cpu_config.recycle_bytes = 1 << 20
+    return cpu_config
+
+
+def test_a_dropped_array_is_handed_out_again(recycling):
+    a = workspace.empty((64, 8), np.float64)
+    address = a.ctypes.data
+    del a
+    b = workspace.empty((8, 16, 4), np.float64)            # same bytes, another shape
+    assert b.ctypes.data == address and b.shape == (8, 16, 4) and b.flags.c_contiguous
+    c = workspace.empty(512, np.float64)                   # b is alive: another buffer
+    assert not np.shares_memory(b, c)
+    assert workspace.recycled_bytes() == 2 * (4096 + workspace.ALIGNMENT)
+    for a in (b, c):
+        assert a.ctypes.data % workspace.ALIGNMENT == 0 and a.dtype == np.float64
+
+
+def test_smaller_arrays_are_plain_numpy_arrays(recycling):
+    a = workspace.empty((SMALL // 8 - 1,), np.float64)
+    assert a.base is None and a.flags.owndata
+    assert workspace.recycled_bytes() == 0
+
+
+_HOLDERS = {
+    "the array": lambda a: a,
+    "a view": lambda a: a[1:],
+    "a view of a view": lambda a: a.reshape(8, 64).T[::2],
+    "a dtype view": lambda a: a.view(np.int32),
+    "a memoryview": memoryview,
+    "np.frombuffer": lambda a: np.frombuffer(a, np.float64),
+    "a tuple": lambda a: (1, (a,)),
+    "a cache-like NamedTuple": lambda a: nblstm.LSTMParams(a, a, a),
+}
+
+
+def _an_array_in(held):
+    return arrays_in(held)[0] if isinstance(held, tuple) else np.asarray(held)
+
+
+@pytest.mark.parametrize("holder", list(_HOLDERS))
+def test_an_array_something_refers_to_is_never_handed_out_again(recycling, holder):
+    a = workspace.empty(512, np.float64)
+    a[...] = 7.0
+    address = a.ctypes.data
+    held = _HOLDERS[holder](a)
+    snapshot = _an_array_in(held).copy()
+    del a
+    others = [workspace.empty(512, np.float64) for _ in range(3)]
+    for b in others:
+        b[...] = -1.0
+        assert b.ctypes.data != address
+    np.testing.assert_array_equal(_an_array_in(held), snapshot)
+    del held, others
+    assert workspace.empty(512, np.float64).ctypes.data == address     # now it is free
+
+
+def test_the_kept_bytes_are_capped(recycling):
+    size = 4096 + workspace.ALIGNMENT
+    recycling.recycle_bytes = 3 * size
+    alive = [workspace.empty(512, np.float64) for _ in range(5)]       # 2 past the cap: not kept
+    assert len({a.ctypes.data for a in alive}) == 5
+    assert workspace.recycled_bytes() == 3 * size
+    del alive
+    b = workspace.empty(1024, np.float64)         # another size: free buffers make room for it
+    assert workspace.recycled_bytes() <= 3 * size
+    assert any(raw.ctypes.data <= b.ctypes.data < raw.ctypes.data + raw.nbytes
+               for raw in workspace._recycled_buffers())
+    workspace.clear()
+    assert workspace.recycled_bytes() == 0 and b.sum() == b.sum()      # b stays valid
+
+
+def test_recycle_bytes_zero_keeps_nothing(recycling):
+    recycling.recycle_bytes = 0
+    for _ in range(3):
+        a = workspace.empty(512, np.float64)
+        assert a.ctypes.data % workspace.ALIGNMENT == 0
+        del a
+    assert workspace.recycled_bytes() == 0
+
+
+def _poison_free_recycled():
+    buffers = workspace._recycled_buffers()
+    free = [i for i in range(len(buffers)) if workspace._references(buffers, i) == workspace._UNREFERENCED]
+    assert free
+    for i in free:
+        buffers[i][...] = 0xFF                    # NaN in float32 and float64
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycling, dtype):
+    """Training with every array of the cache and the results recycled, the first cache and
+    gradients still held while two more calls run."""
+    p = make_problem(5, 7, 3, 6, dtype=dtype, seed=6, lengths="mixed")
+    recycling.recycle_bytes = 0
+    want = all_arrays(*run_api(p, reverse=True))
+    recycling.recycle_bytes = 1 << 20
+    y, state, cache = nblstm.lstm_forward(p.x, p.params, p.h0, p.c0, lengths=p.lengths, reverse=True)
+    first = all_arrays(y, state, nblstm.lstm_backward(cache, **p.loss.cotangents()))
+    kept = [a.copy() for a in arrays_in(cache)]
+    assert workspace.recycled_bytes() > 0
+    for seed in (7, 8):
+        q = make_problem(5, 7, 3, 6, dtype=dtype, seed=seed, lengths="mixed")
+        run_api(q, reverse=True)
+        _poison_free_recycled()
+    for name in want:
+        np.testing.assert_array_equal(first[name], want[name], err_msg=name)
+    for a, b in zip(arrays_in(cache), kept):
+        np.testing.assert_array_equal(a, b)
+    got = all_arrays(*run_api(p, reverse=True))                   # poisoned buffers reused
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
