@@ -46,10 +46,11 @@ class CPUConfig:
         (:mod:`nblstm.cpu.workspace`); 0 allocates them on every call.
     recycle_min_bytes : int
         Arrays that leave a call (the cache, results) from this size on are
-        cut from buffers a thread keeps and hands out again once nothing
+        cut from buffers the process keeps and hands out again once nothing
         refers to them (:func:`nblstm.cpu.workspace.empty`).
     recycle_bytes : int
-        Most bytes of such buffers a thread keeps; 0 allocates every array.
+        Most bytes of such buffers the process keeps, in use or not, for all
+        threads together; 0 allocates every array.
     slice_units : int
         Hidden units per slice on the ``"slices"`` path (:mod:`nblstm.cpu.slices`);
         0 chooses by H, the dtype and the direction (:func:`nblstm.cpu.plan.slice_units`).

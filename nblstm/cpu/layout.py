@@ -7,7 +7,7 @@ the batch permutations and the sequence reversal are numba loops.
 import numpy as np
 from numba import prange
 
-from . import plan
+from . import plan, workspace
 from ._jit import kernel
 from .elementwise import copy_row, zero_row
 
@@ -40,7 +40,9 @@ def as_operand(a, dtype):
 
 def copy_as(a, dtype):
     """A C-contiguous copy in ``dtype`` (the cache must not see later changes to the input)."""
-    return np.array(a, dtype=dtype, order="C", copy=True)
+    out = workspace.empty(np.shape(a), dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out
 
 
 def to_user(a, on_device=False):
@@ -62,7 +64,7 @@ def view_internal(a, order, time_major, dtype):
 
 def empty_batch_first(shape, dtype):
     """A new (B, T, F) array and its (T, B, F) view, for an output the kernels write in place."""
-    a = np.empty(shape, dtype)
+    a = workspace.empty(shape, dtype)
     return a, a.swapaxes(0, 1)
 
 
@@ -78,10 +80,10 @@ def to_internal(a, order, time_major, dtype):
     """
     tm = a if time_major else a.swapaxes(0, 1)
     if order is None:
-        return np.array(tm, dtype=dtype, order="C", copy=True)
+        return copy_as(tm, dtype)
     if tm.dtype != dtype or not tm.flags.writeable:      # dtype is a native float
-        return np.array(tm[:, order], dtype=dtype, order="C")
-    out = np.empty(tm.shape, dtype)
+        return copy_as(tm[:, order], dtype)
+    out = workspace.empty(tm.shape, dtype)
     _gather(tm, order, out)
     return out
 
@@ -97,9 +99,9 @@ def from_internal(a, order, time_major, on_device=False):
     core instead (numba issue 6933).
     """
     if order is None:
-        return a if time_major else np.ascontiguousarray(a.swapaxes(0, 1))
+        return a if time_major else copy_as(a.swapaxes(0, 1), a.dtype)
     T, B, F = a.shape
-    out = np.empty((T, B, F) if time_major else (B, T, F), a.dtype)
+    out = workspace.empty((T, B, F) if time_major else (B, T, F), a.dtype)
     # one pass straight into the user's layout; NumPy's scatter and then a transposing
     # copy took 2 ms a call for a float64 (100, 32, 64) y in the profile of the lengths case
     scatter_rows(a, order, out if time_major else out.swapaxes(0, 1))

@@ -31,12 +31,16 @@ above 32 MiB afresh at every allocation and unmaps them when freed, so at
 in again at every training call: 279-293 ms a call with them reused against
 296-325 ms without, 267 against 325-352 where the caller keeps the previous
 cache until the next forward returns (docs/memory.md). An array of at least
-``config.recycle_min_bytes`` is cut from a buffer this thread keeps; a buffer
+``config.recycle_min_bytes`` is cut from a buffer the process keeps; a buffer
 is handed out again only when nothing but this module refers to it (its
 reference count: every view of it, a view of a view, a memoryview, a cache
 that holds it, counts), so a result the caller still holds is never
-overwritten. The thread keeps up to ``config.recycle_bytes`` of such buffers;
-:func:`clear` releases them with the scratch.
+overwritten. A free buffer up to :data:`RECYCLE_SLACK` times larger than a
+request serves it, the smallest such first. The process keeps up to
+``config.recycle_bytes`` of such buffers, in use or not, for all threads
+together, dropping the least recently used free ones to make room; :func:`clear`
+releases them. An array cut from a buffer does not own its data
+(``a.flags.owndata`` is False, ``a.resize`` refuses), like any view.
 """
 import math
 import operator
@@ -59,15 +63,13 @@ _kept = PerThreadArrays()
 _buffers = _kept.table
 held_bytes = _kept.held_bytes
 
-_recycled = threading.local()
+#: the process's recyclable buffers, least recently handed out first: 1-d uint8
+#: arrays that own their memory; read and changed under ``_recycled_lock``
+_recycled = []
+_recycled_lock = threading.Lock()
 
-
-def _recycled_buffers():
-    """The calling thread's recyclable buffers: 1-d uint8 arrays that own their memory."""
-    buffers = getattr(_recycled, "buffers", None)
-    if buffers is None:
-        buffers = _recycled.buffers = []
-    return buffers
+#: a free buffer up to this factor larger than a request serves it (T varies between calls)
+RECYCLE_SLACK = 1.25
 
 
 def _references(buffers, i):
@@ -79,15 +81,41 @@ def _references(buffers, i):
 _UNREFERENCED = _references([np.empty(0, np.uint8)], 0)
 
 
+def _free(buffers):
+    """Indices of the buffers that nothing outside the list refers to, oldest first."""
+    return [i for i in range(len(buffers)) if _references(buffers, i) == _UNREFERENCED]
+
+
+def _trim(buffers, free, room):
+    """Drop free buffers, least recently used first, until ``room`` more bytes fit under the
+    cap or none is left; the bytes then held.
+    """
+    held = sum(b.size for b in buffers)
+    dropped = set()
+    for i in free:
+        if held + room <= config.recycle_bytes:
+            break
+        held -= buffers[i].size
+        dropped.add(i)
+    buffers[:] = [b for i, b in enumerate(buffers) if i not in dropped]
+    return held
+
+
 def clear():
-    """Drop the calling thread's scratch and recyclable buffers (arrays in use stay valid)."""
+    """Drop the calling thread's scratch and the process's recyclable buffers.
+
+    Arrays in use stay valid: a buffer that an array still refers to is freed
+    with its last reference.
+    """
     _kept.clear()
-    _recycled.buffers = []
+    with _recycled_lock:
+        _recycled.clear()
 
 
 def recycled_bytes():
-    """Bytes of the calling thread's recyclable buffers, in use or not."""
-    return sum(raw.nbytes for raw in _recycled_buffers())
+    """Bytes of the process's recyclable buffers, in use or not."""
+    with _recycled_lock:
+        return sum(raw.nbytes for raw in _recycled)
 
 
 def _shape(shape):
@@ -99,23 +127,25 @@ def _aligned_view(raw, nbytes, dtype, shape):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def _recycled_raw(nbytes):
-    """A buffer of ``nbytes + ALIGNMENT`` bytes that nothing outside this module refers to."""
-    size = nbytes + ALIGNMENT
-    buffers = _recycled_buffers()
-    free = [i for i in range(len(buffers)) if _references(buffers, i) == _UNREFERENCED]
-    for i in free:
-        if buffers[i].size == size:
-            return buffers[i]
-    raw = np.empty(size, np.uint8)
-    held = sum(b.size for b in buffers)
-    for i in reversed(free):                       # make room: drop buffers nobody uses
-        if held + size <= config.recycle_bytes:
-            break
-        held -= buffers.pop(i).size
-    if held + size <= config.recycle_bytes:
+def _recycled_raw(size):
+    """A buffer of ``size`` to ``RECYCLE_SLACK * size`` bytes that nothing outside this module
+    refers to: a free one (the smallest that fits), else a new one, kept if the cap allows.
+    """
+    with _recycled_lock:
+        buffers = _recycled
+        free = _free(buffers)
+        fits = [i for i in free if size <= buffers[i].size <= RECYCLE_SLACK * size]
+        if fits:
+            raw = buffers.pop(min(fits, key=lambda i: buffers[i].size))
+            buffers.append(raw)                        # the most recently used last
+            return raw
+        in_use = sum(b.size for b in buffers) - sum(buffers[i].size for i in free)
+        if in_use + size > config.recycle_bytes:       # cannot be kept: leave the free ones be
+            return np.empty(size, np.uint8)
+        _trim(buffers, free, size)                     # make room before allocating
+        raw = np.empty(size, np.uint8)
         buffers.append(raw)
-    return raw
+        return raw
 
 
 def empty(shape, dtype):
@@ -140,8 +170,10 @@ def empty(shape, dtype):
     if nbytes < config.recycle_min_bytes:
         return np.empty(shape, dtype)
     if nbytes + ALIGNMENT > config.recycle_bytes:
+        with _recycled_lock:                           # the cap may have been lowered
+            _trim(_recycled, _free(_recycled), 0)
         return aligned_empty(shape, dtype)
-    return _aligned_view(_recycled_raw(nbytes), nbytes, dtype, shape)
+    return _aligned_view(_recycled_raw(nbytes + ALIGNMENT), nbytes, dtype, shape)
 
 
 def aligned_empty(shape, dtype):

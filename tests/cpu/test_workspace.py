@@ -169,11 +169,12 @@ def test_no_result_or_cache_refers_to_a_kept_buffer(cpu_config):  # noqa: F811
 
 
 # ------------------------------------------------------------------ arrays that leave a call
-# ``workspace.empty`` cuts large arrays (the cache, results) from buffers the thread keeps and
+# ``workspace.empty`` cuts large arrays (the cache, results) from buffers the process keeps and
 # hands a buffer out again once nothing refers to it. The tests lower the threshold so that
 # small arrays take that route.
 
 SMALL = 1024          # bytes: recycle_min_bytes in these tests
+KEPT = 4096 + workspace.ALIGNMENT       # the buffer of a 512-element float64 array
 
 
 @pytest.fixture
@@ -181,6 +182,11 @@ def recycling(cpu_config):  # noqa: F811
     cpu_config.recycle_min_bytes = SMALL
     cpu_config.recycle_bytes = 1 << 20
     return cpu_config
+
+
+def _buffer_of(a):
+    """The kept buffer ``a`` was cut from, or None."""
+    return next((raw for raw in workspace._recycled if a.base is raw), None)
 
 
 def test_a_dropped_array_is_handed_out_again(recycling):
@@ -191,15 +197,31 @@ def test_a_dropped_array_is_handed_out_again(recycling):
     assert b.ctypes.data == address and b.shape == (8, 16, 4) and b.flags.c_contiguous
     c = workspace.empty(512, np.float64)                   # b is alive: another buffer
     assert not np.shares_memory(b, c)
-    assert workspace.recycled_bytes() == 2 * (4096 + workspace.ALIGNMENT)
+    assert workspace.recycled_bytes() == 2 * KEPT
     for a in (b, c):
         assert a.ctypes.data % workspace.ALIGNMENT == 0 and a.dtype == np.float64
 
 
-def test_smaller_arrays_are_plain_numpy_arrays(recycling):
-    a = workspace.empty((SMALL // 8 - 1,), np.float64)
-    assert a.base is None and a.flags.owndata
+def test_recycling_starts_at_recycle_min_bytes(recycling):
+    below = workspace.empty(SMALL // 8 - 1, np.float64)
+    assert below.base is None and below.flags.owndata
     assert workspace.recycled_bytes() == 0
+    at = workspace.empty(SMALL // 8, np.float64)
+    assert _buffer_of(at) is not None
+    assert workspace.recycled_bytes() == SMALL + workspace.ALIGNMENT
+
+
+def test_a_free_buffer_somewhat_larger_serves_a_request(recycling):
+    """T varies between calls: a buffer up to RECYCLE_SLACK times the request is reused."""
+    a = workspace.empty(512, np.float64)
+    address = a.ctypes.data
+    del a
+    smaller = workspace.empty(480, np.float64)             # 3904 bytes: within the slack
+    assert smaller.ctypes.data == address
+    del smaller
+    much_smaller = workspace.empty(200, np.float64)        # 1664 bytes: its own buffer
+    assert much_smaller.ctypes.data != address
+    assert workspace.recycled_bytes() == KEPT + 1600 + workspace.ALIGNMENT
 
 
 _HOLDERS = {
@@ -207,6 +229,7 @@ _HOLDERS = {
     "a view": lambda a: a[1:],
     "a view of a view": lambda a: a.reshape(8, 64).T[::2],
     "a dtype view": lambda a: a.view(np.int32),
+    "as_strided": lambda a: np.lib.stride_tricks.as_strided(a[::2], (100,), (16,)),
     "a memoryview": memoryview,
     "np.frombuffer": lambda a: np.frombuffer(a, np.float64),
     "a tuple": lambda a: (1, (a,)),
@@ -235,42 +258,77 @@ def test_an_array_something_refers_to_is_never_handed_out_again(recycling, holde
     assert workspace.empty(512, np.float64).ctypes.data == address     # now it is free
 
 
-def test_the_kept_bytes_are_capped(recycling):
-    size = 4096 + workspace.ALIGNMENT
-    recycling.recycle_bytes = 3 * size
+def test_the_buffers_are_shared_by_threads_and_a_result_handed_over_is_safe(recycling):
+    """One pool for the process: a buffer another thread dropped is reused here, and one whose
+    array this thread still holds is not reused by the other thread."""
+    handed_over, addresses = [], []
+
+    def worker():
+        a = workspace.empty(512, np.float64)
+        a[...] = 3.0
+        handed_over.append(a)                  # a result passed to the main thread
+        b = workspace.empty(512, np.float64)
+        addresses.append(b.ctypes.data)
+        del b                                  # dropped in the worker
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert addresses[0] != handed_over[0].ctypes.data
+    c = workspace.empty(512, np.float64)
+    assert c.ctypes.data == addresses[0]
+    assert np.all(handed_over[0] == 3.0)
+
+
+def test_the_kept_bytes_are_capped_and_the_least_recently_used_go_first(recycling):
+    recycling.recycle_bytes = 3 * KEPT
     alive = [workspace.empty(512, np.float64) for _ in range(5)]       # 2 past the cap: not kept
     assert len({a.ctypes.data for a in alive}) == 5
-    assert workspace.recycled_bytes() == 3 * size
-    del alive
-    b = workspace.empty(1024, np.float64)         # another size: free buffers make room for it
-    assert workspace.recycled_bytes() <= 3 * size
-    assert any(raw.ctypes.data <= b.ctypes.data < raw.ctypes.data + raw.nbytes
-               for raw in workspace._recycled_buffers())
+    assert workspace.recycled_bytes() == 3 * KEPT
+    kept = [a for a in alive if _buffer_of(a) is not None]
+    assert len(kept) == 3
+    oldest, middle, newest = (a.ctypes.data for a in kept)
+    del alive, kept
+    touched = workspace.empty(512, np.float64)                         # takes the oldest
+    assert touched.ctypes.data == oldest
+    del touched
+    b = workspace.empty(1024, np.float64)      # another size: the least recently used free go
+    assert workspace.recycled_bytes() == KEPT + 8192 + workspace.ALIGNMENT
+    survivors = [raw for raw in workspace._recycled if raw.size == KEPT]
+    assert survivors[0].ctypes.data <= oldest < survivors[0].ctypes.data + KEPT
     workspace.clear()
-    assert workspace.recycled_bytes() == 0 and b.sum() == b.sum()      # b stays valid
+    assert workspace.recycled_bytes() == 0
+    b[...] = 1.0                                                       # b stays valid
+    assert b.sum() == b.size
 
 
-def test_recycle_bytes_zero_keeps_nothing(recycling):
+def test_recycle_bytes_zero_keeps_nothing_and_lowering_it_lets_go(recycling):
+    a = workspace.empty(512, np.float64)
+    del a
+    assert workspace.recycled_bytes() == KEPT
     recycling.recycle_bytes = 0
     for _ in range(3):
         a = workspace.empty(512, np.float64)
-        assert a.ctypes.data % workspace.ALIGNMENT == 0
+        assert a.ctypes.data % workspace.ALIGNMENT == 0 and a.base.dtype == np.uint8
+        assert _buffer_of(a) is None
         del a
     assert workspace.recycled_bytes() == 0
 
 
 def _poison_free_recycled():
-    buffers = workspace._recycled_buffers()
-    free = [i for i in range(len(buffers)) if workspace._references(buffers, i) == workspace._UNREFERENCED]
+    buffers = workspace._recycled
+    free = workspace._free(buffers)
     assert free
     for i in free:
         buffers[i][...] = 0xFF                    # NaN in float32 and float64
 
 
+@pytest.mark.parametrize("path", cpu.PATHS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycling, dtype):
+def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycling, path, dtype):
     """Training with every array of the cache and the results recycled, the first cache and
-    gradients still held while two more calls run."""
+    gradients still held while two more calls run, then a run on poisoned buffers."""
+    recycling.path = path
     p = make_problem(5, 7, 3, 6, dtype=dtype, seed=6, lengths="mixed")
     recycling.recycle_bytes = 0
     want = all_arrays(*run_api(p, reverse=True))
@@ -278,7 +336,7 @@ def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycl
     y, state, cache = nblstm.lstm_forward(p.x, p.params, p.h0, p.c0, lengths=p.lengths, reverse=True)
     first = all_arrays(y, state, nblstm.lstm_backward(cache, **p.loss.cotangents()))
     kept = [a.copy() for a in arrays_in(cache)]
-    assert workspace.recycled_bytes() > 0
+    assert any(_buffer_of(a) is not None for a in arrays_in(cache))
     for seed in (7, 8):
         q = make_problem(5, 7, 3, 6, dtype=dtype, seed=seed, lengths="mixed")
         run_api(q, reverse=True)
@@ -290,3 +348,22 @@ def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycl
     got = all_arrays(*run_api(p, reverse=True))                   # poisoned buffers reused
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stacks_held_and_poisoned_match_fresh_memory(recycling, dtype):
+    """Three bidirectional layers with lengths: results and caches recycled."""
+    problem = _stack_problem(dtype)
+    recycling.recycle_bytes = 0
+    want, _ = _stack_run(*problem)
+    recycling.recycle_bytes = 1 << 20
+    first, cache = _stack_run(*problem)
+    kept = [a.copy() for a in arrays_in(cache)]
+    _stack_run(*problem)
+    _poison_free_recycled()
+    got, _ = _stack_run(*problem)
+    for name in want:
+        np.testing.assert_array_equal(first[name], want[name], err_msg=name)
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for a, b in zip(arrays_in(cache), kept):
+        np.testing.assert_array_equal(a, b)
