@@ -87,7 +87,7 @@ class CPUConfig:
     tiles_per_thread: int = 2
     chunk_elements: int = 1 << 20
     workspace_bytes: int = 64 << 20
-    recycle_min_bytes: int = 16 << 20
+    recycle_min_bytes: int = 4 << 20
     recycle_bytes: int = 256 << 20
     slice_units: int = 0
     row_blocks_max_H: int = 128

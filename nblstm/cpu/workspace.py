@@ -26,11 +26,12 @@ nblstm at once), per name and dtype, and grow to the largest request up to
 
 :func:`empty` also serves the arrays that leave a call (the cache, results),
 and a large one may be memory that an earlier result held. glibc maps blocks
-above 32 MiB afresh at every allocation and unmaps them when freed, so at
-(B, T, I, H) = (64, 50, 512, 512) float64 the cache's 52 MB of gates faulted
-in again at every training call: 279-293 ms a call with them reused against
-296-325 ms without, 267 against 325-352 where the caller keeps the previous
-cache until the next forward returns (docs/memory.md). An array of at least
+above 32 MiB afresh at every allocation and unmaps them when freed (smaller
+ones too when it trims its heap), so a float64 training loop at (B, T, I, H) =
+(64, 50, 512, 512) faulted its cache in again at every call: 335 ms a call
+against 288 with the memory reused, 333 against 281 where the caller keeps the
+previous cache until the next forward returns
+(``bench/investigations/recycling.py``, docs/memory.md). An array of at least
 ``config.recycle_min_bytes`` is cut from a buffer the process keeps; a buffer
 is handed out again only when nothing but this module refers to it (its
 reference count: every view of it, a view of a view, a memoryview, a cache
