@@ -1,6 +1,6 @@
 """What reusing dropped caches and results saves (``nblstm.cpu.workspace.empty``).
 
-    python bench/investigations/recycling.py float64 64,50,512,512 [more shapes ...]
+    python bench/investigations/recycling.py float64 64,50,512,512 [more shapes ...] [--min-mib 16]
 
 Training calls, in two loops: ``drop`` (the cache dies inside the call, as in
 ``bench/compare.py``) and ``hold`` (``y, _, cache = lstm_forward(...)`` keeps the
@@ -25,6 +25,7 @@ B, T, I, H = map(int, sys.argv[1].split(","))
 dtype, loop, setting = np.dtype(sys.argv[2]), sys.argv[3], sys.argv[4]
 if setting == "fresh":
     nblstm.cpu.config.recycle_bytes = 0
+nblstm.cpu.config.recycle_min_bytes = int(float(sys.argv[5]) * 2**20)
 rng = np.random.default_rng(0)
 p = nblstm.init_params(I, H, dtype=dtype, seed=0)
 x = rng.standard_normal((B, T, I)).astype(dtype)
@@ -51,24 +52,29 @@ print(json.dumps(out))
 """
 
 
-def run(shape, dtype, loop, setting):
-    out = subprocess.run([sys.executable, "-c", WORKER, shape, dtype, loop, setting],
+def run(shape, dtype, loop, setting, min_mib):
+    out = subprocess.run([sys.executable, "-c", WORKER, shape, dtype, loop, setting, str(min_mib)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv):
+    min_mib = 4.0                                          # config.recycle_min_bytes's default
+    if "--min-mib" in argv:
+        k = argv.index("--min-mib")
+        min_mib = float(argv[k + 1])
+        argv = argv[:k] + argv[k + 2:]
     if len(argv) < 2:
         sys.exit(__doc__)
     dtype, shapes = argv[0], argv[1:]
-    print(f"{dtype} training: medians over 3 processes per setting: ms a call "
+    print(f"{dtype} training, recycle_min_bytes {min_mib} MiB: medians over 3 processes per setting: ms a call "
           "(page faults, system ms a call)")
     for shape in shapes:
         for loop in ("drop", "hold"):
             results = {"fresh": [], "recycled": []}
             for _ in range(3):
                 for setting in results:
-                    results[setting].append(run(shape, dtype, loop, setting))
+                    results[setting].append(run(shape, dtype, loop, setting, min_mib))
             line = []
             for setting, rs in results.items():
                 ms, faults, system = (statistics.median(r[k] for r in rs) for k in range(3))

@@ -99,7 +99,10 @@ def from_internal(a, order, time_major, on_device=False):
     core instead (numba issue 6933).
     """
     if order is None:
-        return a if time_major else copy_as(a.swapaxes(0, 1), a.dtype)
+        if time_major:
+            return a
+        swapped = a.swapaxes(0, 1)                      # contiguous already where B or T is 1
+        return swapped if swapped.flags.c_contiguous else copy_as(swapped, a.dtype)
     T, B, F = a.shape
     out = workspace.empty((T, B, F) if time_major else (B, T, F), a.dtype)
     # one pass straight into the user's layout; NumPy's scatter and then a transposing

@@ -1,7 +1,8 @@
 """Where the CPU backend's arrays come from; scratch kept from one call to the next, per thread.
 
-:func:`empty`, :func:`zeros` and :func:`zeros_input` are plain NumPy
-allocations; :func:`scratch` keeps its arrays.
+:func:`zeros` and :func:`zeros_input` are plain NumPy allocations, and so is
+:func:`empty` below ``config.recycle_min_bytes`` (see the last paragraph);
+:func:`scratch` keeps its arrays.
 
 A large array that NumPy allocates afresh is often memory new to the process:
 each of its pages faults when first written, about 1.5 µs a page on the 2-core
@@ -67,7 +68,9 @@ held_bytes = _kept.held_bytes
 #: the process's recyclable buffers, least recently handed out first: 1-d uint8
 #: arrays that own their memory; read and changed under ``_recycled_lock``
 _recycled = []
-_recycled_lock = threading.Lock()
+_recycled_lock = threading.RLock()
+#: ``busy``: this thread is inside :func:`_recycled_raw` (a finalizer may re-enter)
+_inside = threading.local()
 
 #: a free buffer up to this factor larger than a request serves it (T varies between calls)
 RECYCLE_SLACK = 1.25
@@ -110,7 +113,8 @@ def clear():
     """
     _kept.clear()
     with _recycled_lock:
-        _recycled.clear()
+        if not getattr(_inside, "busy", False):        # not from a finalizer inside the pool
+            _recycled.clear()
 
 
 def recycled_bytes():
@@ -130,23 +134,40 @@ def _aligned_view(raw, nbytes, dtype, shape):
 
 def _recycled_raw(size):
     """A buffer of ``size`` to ``RECYCLE_SLACK * size`` bytes that nothing outside this module
-    refers to: a free one (the smallest that fits), else a new one, kept if the cap allows.
+    refers to: a free one (the smallest that fits), else a new one, kept if the cap allows;
+    None where the pool does not serve (above the cap, or re-entered).
+
+    Free buffers over a lowered cap are dropped first. The garbage collector may
+    run finalizers on this thread while it holds the lock (any allocation here
+    can start a collection); a finalizer that calls nblstm re-enters, and gets
+    None instead of changing the list under this call.
     """
     with _recycled_lock:
-        buffers = _recycled
-        free = _free(buffers)
-        fits = [i for i in free if size <= buffers[i].size <= RECYCLE_SLACK * size]
-        if fits:
-            raw = buffers.pop(min(fits, key=lambda i: buffers[i].size))
-            buffers.append(raw)                        # the most recently used last
+        if getattr(_inside, "busy", False):
+            return None
+        _inside.busy = True
+        try:
+            buffers = _recycled
+            free = _free(buffers)
+            if sum(b.size for b in buffers) > config.recycle_bytes:
+                _trim(buffers, free, 0)
+                free = _free(buffers)
+            if size > config.recycle_bytes:
+                return None
+            fits = [i for i in free if size <= buffers[i].size <= RECYCLE_SLACK * size]
+            if fits:
+                raw = buffers.pop(min(fits, key=lambda i: buffers[i].size))
+                buffers.append(raw)                    # the most recently used last
+                return raw
+            in_use = sum(b.size for b in buffers) - sum(buffers[i].size for i in free)
+            if in_use + size > config.recycle_bytes:   # cannot be kept: leave the free ones be
+                return np.empty(size, np.uint8)
+            _trim(buffers, free, size)                 # make room before allocating
+            raw = np.empty(size, np.uint8)
+            buffers.append(raw)
             return raw
-        in_use = sum(b.size for b in buffers) - sum(buffers[i].size for i in free)
-        if in_use + size > config.recycle_bytes:       # cannot be kept: leave the free ones be
-            return np.empty(size, np.uint8)
-        _trim(buffers, free, size)                     # make room before allocating
-        raw = np.empty(size, np.uint8)
-        buffers.append(raw)
-        return raw
+        finally:
+            _inside.busy = False
 
 
 def empty(shape, dtype):
@@ -170,11 +191,10 @@ def empty(shape, dtype):
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < config.recycle_min_bytes:
         return np.empty(shape, dtype)
-    if nbytes + ALIGNMENT > config.recycle_bytes:
-        with _recycled_lock:                           # the cap may have been lowered
-            _trim(_recycled, _free(_recycled), 0)
+    raw = _recycled_raw(nbytes + ALIGNMENT)
+    if raw is None:
         return aligned_empty(shape, dtype)
-    return _aligned_view(_recycled_raw(nbytes + ALIGNMENT), nbytes, dtype, shape)
+    return _aligned_view(raw, nbytes, dtype, shape)
 
 
 def aligned_empty(shape, dtype):

@@ -315,6 +315,41 @@ def test_recycle_bytes_zero_keeps_nothing_and_lowering_it_lets_go(recycling):
     assert workspace.recycled_bytes() == 0
 
 
+def test_a_lowered_cap_lets_go_at_the_next_request(recycling):
+    kept = [workspace.empty(512, np.float64) for _ in range(3)]
+    del kept
+    assert workspace.recycled_bytes() == 3 * KEPT
+    recycling.recycle_bytes = KEPT + 100
+    a = workspace.empty(512, np.float64)                   # served by a free buffer
+    assert _buffer_of(a) is not None
+    assert workspace.recycled_bytes() <= KEPT + 100
+    recycling.recycle_bytes = 2 * KEPT
+    b = workspace.empty(1024, np.float64)                  # cannot be kept: a is in use
+    assert _buffer_of(b) is None and workspace.recycled_bytes() == KEPT
+
+
+def test_a_finalizer_that_calls_nblstm_inside_the_pool_does_not_deadlock(recycling, monkeypatch):
+    """The garbage collector may run a ``__del__`` on this thread while it holds the pool's
+    lock; one that calls nblstm (here forced where a collection could start) must not hang."""
+    inner, outer = [], []
+    real_free = workspace._free
+
+    def free_with_a_finalizer(buffers):
+        if not inner:
+            inner.append(workspace.empty(512, np.float64))
+            workspace.clear()
+        return real_free(buffers)
+
+    monkeypatch.setattr(workspace, "_free", free_with_a_finalizer)
+    thread = threading.Thread(target=lambda: outer.append(workspace.empty(512, np.float64)),
+                              daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive() and len(outer) == 1
+    assert inner[0].ctypes.data % workspace.ALIGNMENT == 0 and _buffer_of(inner[0]) is None
+    assert _buffer_of(outer[0]) is not None                # the nested clear() dropped nothing
+
+
 def _poison_free_recycled():
     buffers = workspace._recycled
     free = workspace._free(buffers)
@@ -326,8 +361,8 @@ def _poison_free_recycled():
 @pytest.mark.parametrize("path", cpu.PATHS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_held_cache_survives_later_calls_and_results_match_fresh_memory(recycling, path, dtype):
-    """Training with every array of the cache and the results recycled, the first cache and
-    gradients still held while two more calls run, then a run on poisoned buffers."""
+    """Training with the cache's and the results' arrays of 1 KiB or more recycled, the first
+    cache and gradients still held while two more calls run, then a run on poisoned buffers."""
     recycling.path = path
     p = make_problem(5, 7, 3, 6, dtype=dtype, seed=6, lengths="mixed")
     recycling.recycle_bytes = 0
@@ -367,3 +402,33 @@ def test_stacks_held_and_poisoned_match_fresh_memory(recycling, dtype):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     for a, b in zip(arrays_in(cache), kept):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_layout_and_path_on_poisoned_buffers_matches_fresh_memory(cpu_config, dtype):  # noqa: F811
+    """Every array of any size from ``workspace.empty`` recycled: batch-first and time-major,
+    with and without lengths (the unpermuted copies of ``cpu.layout``), B = 1 and 5, reverse."""
+    cpu_config.recycle_min_bytes = 1
+    for path in cpu.PATHS:
+        cpu_config.path = path
+        for time_major in (False, True):
+            for B, lengths in ((5, None), (5, "mixed"), (1, None)):
+                for reverse in (False, True):
+                    p = make_problem(B, 7, 3, 6, dtype=dtype, seed=9, time_major=time_major,
+                                     lengths=lengths)
+                    label = f"{path} time_major={time_major} B={B} {lengths} reverse={reverse}"
+                    cpu_config.recycle_bytes = 0
+                    want = all_arrays(*run_api(p, reverse=reverse))
+                    want_inference = nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths,
+                                                 reverse=reverse, time_major=time_major)
+                    cpu_config.recycle_bytes = 1 << 20
+                    run_api(p, reverse=reverse)
+                    _poison_free_recycled()
+                    got = all_arrays(*run_api(p, reverse=reverse))
+                    _poison_free_recycled()
+                    got_inference = nblstm.lstm(p.x, p.params, p.h0, p.c0, lengths=p.lengths,
+                                                reverse=reverse, time_major=time_major)
+                    for name in want:
+                        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label} {name}")
+                    for a, b in zip(arrays_in(got_inference), arrays_in(want_inference)):
+                        np.testing.assert_array_equal(a, b, err_msg=f"{label} lstm")
