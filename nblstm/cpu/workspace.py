@@ -54,8 +54,8 @@ import numpy as np
 from .._perthread import PerThreadArrays
 from .config import config
 
-__all__ = ["empty", "aligned_empty", "zeros", "zeros_input", "scratch", "clear", "held_bytes",
-           "recycled_bytes"]
+__all__ = ["empty", "copy", "aligned_empty", "zeros", "zeros_input", "scratch", "clear",
+           "held_bytes", "recycled_bytes"]
 
 #: bytes: a cache line, the alignment MKL's documentation asks of operands
 ALIGNMENT = 64
@@ -187,14 +187,26 @@ def empty(shape, dtype):
     ndarray, shape ``shape``
     """
     dtype = np.dtype(dtype)
-    shape = _shape(shape)
-    nbytes = math.prod(shape) * dtype.itemsize
+    # small calls make many: the common tuple of sizes is tested without converting it
+    nbytes = (math.prod(shape) if type(shape) is tuple else operator.index(shape)) * dtype.itemsize
     if nbytes < config.recycle_min_bytes:
         return np.empty(shape, dtype)
+    shape = _shape(shape)
     raw = _recycled_raw(nbytes + ALIGNMENT)
     if raw is None:
         return aligned_empty(shape, dtype)
     return _aligned_view(raw, nbytes, dtype, shape)
+
+
+def copy(a, dtype):
+    """A C-contiguous copy of ``a`` in ``dtype`` (cast as ``np.array`` casts), in :func:`empty`'s memory."""
+    a = np.asarray(a)
+    dtype = np.dtype(dtype)
+    if a.size * dtype.itemsize < config.recycle_min_bytes:
+        return np.array(a, dtype=dtype, order="C", copy=True)
+    out = empty(a.shape, dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out
 
 
 def aligned_empty(shape, dtype):

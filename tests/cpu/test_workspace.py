@@ -224,6 +224,20 @@ def test_a_free_buffer_somewhat_larger_serves_a_request(recycling):
     assert workspace.recycled_bytes() == KEPT + 1600 + workspace.ALIGNMENT
 
 
+@pytest.mark.parametrize("source", ["float16", "int64", "bool", "strided float64", "list"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_copy_casts_as_np_array_does_below_and_above_the_threshold(recycling, source, dtype):
+    base = np.random.default_rng(1).standard_normal((3, 40, 7)) * 1e3
+    a = {"float16": base.astype(np.float16), "int64": base.astype(np.int64), "bool": base > 0,
+         "strided float64": base[:, ::-1, ::2], "list": base.tolist()}[source]
+    want = np.array(a, dtype=dtype, order="C", copy=True)
+    for min_bytes in (1 << 30, SMALL):                     # plain, then recycled
+        recycling.recycle_min_bytes = min_bytes
+        got = workspace.copy(a, dtype)
+        assert got.dtype == dtype and got.flags.c_contiguous and (_buffer_of(got) is None) == (min_bytes > SMALL)
+        np.testing.assert_array_equal(got, want)
+
+
 _HOLDERS = {
     "the array": lambda a: a,
     "a view": lambda a: a[1:],
