@@ -92,7 +92,7 @@ def _free(buffers):
 
 def _trim(buffers, free, room):
     """Drop free buffers, least recently used first, until ``room`` more bytes fit under the
-    cap or none is left; the bytes then held.
+    cap or none is left.
     """
     held = sum(b.size for b in buffers)
     dropped = set()
@@ -102,7 +102,6 @@ def _trim(buffers, free, room):
         held -= buffers[i].size
         dropped.add(i)
     buffers[:] = [b for i, b in enumerate(buffers) if i not in dropped]
-    return held
 
 
 def clear():
