@@ -32,8 +32,9 @@ def _cpu():
     global _CPU
     if _CPU is None:
         from .cpu import _single, plan
+        from .cpu._fork import layers_in_flight
         from .cpu.config import config
-        _CPU = config, plan, _single
+        _CPU = config, plan, _single, layers_in_flight
     return _CPU
 
 
@@ -74,7 +75,7 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
     for s in (h0, c0):
         if s is not None and not (_plain(s, dtype) and s.shape == state_shape):
             return None
-    config, plan, _single = _cpu()
+    config, plan, _single, layers_in_flight = _cpu()
     if plan.choose_path(1, H) != "blas":
         return None
 
@@ -97,8 +98,10 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
         y_steps = y_user.swapaxes(0, 1)
     h_n, c_n = np.empty((1, 1, H), dtype), np.empty((1, 1, H), dtype)
     chunk = max(1, min(T, config.chunk_elements // H4))
-    if not _single.forward_one_sequence(x_steps, W_ih, W_hh, b, h0t, c0t, y_steps, h_n[0], c_n[0],
-                                        gates, cells, keep_cache, check_finite, chunk):
+    with layers_in_flight:
+        finite = _single.forward_one_sequence(x_steps, W_ih, W_hh, b, h0t, c0t, y_steps, h_n[0], c_n[0],
+                                              gates, cells, keep_cache, check_finite, chunk)
+    if not finite:
         return None                       # NaN or Inf: the general path names the argument
     plan._last_layer.blas = True          # as plan.plan records for the path forward_layer ran
     if unbatched:

@@ -16,6 +16,7 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``elementwise``     row copies and fills, transposing copies, ``add``
 ``_jit``            the one decorator policy of every kernel
 ``_single``         CPU only: one sequence through one layer in one call (lean path)
+``_fork``           CPU only: a ``fork`` waits until no layer is in flight (OpenBLAS)
 ``_lanes``          CPU only: the fixed-order gate products of :mod:`nblstm.jit`
 ==================  ==========================================================
 """

@@ -25,6 +25,7 @@ from numba import prange
 
 from .._batch import running_rows
 from . import plan, workspace
+from ._fork import layers_in_flight
 from ._jit import kernel
 from .activations import cell_backward, tanh
 from .config import config
@@ -367,7 +368,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     T, B, I = x.shape
     H = W_hh.shape[1]
     layer = plan.layer_plan(B, H, gates.dtype.itemsize, backward=True)
-    with layer as (path, row_block, unit_block, row_groups):
+    with layers_in_flight, layer as (path, row_block, unit_block, row_groups):
         if path == "slices":
             # imported here: slices.py builds on this module's step helpers
             from . import slices

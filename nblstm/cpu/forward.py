@@ -33,6 +33,7 @@ from numba import prange
 
 from .._batch import running_rows
 from . import layout, plan, workspace
+from ._fork import layers_in_flight
 from ._jit import kernel
 from .activations import sigmoid, tanh
 from .config import config
@@ -355,7 +356,8 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
                       y_sorted, h_n, c_n, gates, cells)
         layout.scatter_rows(y_sorted, order, y)
         return
-    with plan.layer_plan(B, H, x.dtype.itemsize) as (path, row_block, unit_block, row_groups):
+    layer = plan.layer_plan(B, H, x.dtype.itemsize)
+    with layers_in_flight, layer as (path, row_block, unit_block, row_groups):
         h_n[...] = h0
         c_n[...] = c0
         if T == 0 or B == 0:

@@ -82,3 +82,65 @@ def test_workers_with_every_start_method(tmp_path, layer, path):
         pytest.fail(f"workers hung ({layer} layer): {exc.stderr!r}"[-3000:])
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert ("ok" if layer == "default" else f"layer {layer} ok") in proc.stdout, proc.stdout[-3000:]
+
+
+FORK_DURING_CALLS = textwrap.dedent('''
+    import multiprocessing
+    import os
+    import threading
+
+    import numpy as np
+
+    import nblstm
+    from nblstm import cpu
+
+    def train_until(stop, x, params):
+        while not stop.is_set():
+            y, _, cache = nblstm.lstm_forward(x, params)
+            nblstm.lstm_backward(cache, dy=np.ones_like(y))
+            nblstm.lstm(x, params)
+
+    def square(i):
+        return i * i
+
+    rng = np.random.default_rng(0)
+    # (path forced or None, B): B = 1 takes the lean path, B = 64 at H = 256 "blas" or "slices"
+    for path, B in ((None, 1), (None, 64), ("blas", 64), ("slices", 64), ("tiles", 64), ("serial", 8)):
+        cpu.config.path = path
+        x = rng.standard_normal((B, 30, 8))
+        params = nblstm.init_params(8, 256, seed=0)
+        nblstm.lstm(x, params)                           # compiled before the thread starts
+        stop = threading.Event()
+        worker = threading.Thread(target=train_until, args=(stop, x, params), daemon=True)
+        worker.start()
+        for _ in range(15):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        for _ in range(2):
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        stop.set()
+        worker.join()
+        print("forked", path, B, cpu.plan._last_layer.__dict__)
+    print("ok")
+''')
+
+
+# OpenBLAS's pre-fork handler waited forever for its threads while nblstm's thread, back from a
+# BLAS call, waited for the GIL that os.fork holds ("blas" path, 3 of 3 runs). With MKL (where
+# installed) and without it, on every path.
+@pytest.mark.parametrize("mkl", ["1", "0"])
+def test_fork_while_another_thread_runs(tmp_path, mkl):
+    script = tmp_path / "fork_during_calls.py"
+    script.write_text(FORK_DURING_CALLS)
+    env = dict(os.environ, NBLSTM_MKL=mkl, NUMBA_NUM_THREADS="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    try:
+        proc = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"a fork hung while another thread ran nblstm: {exc.stdout!r}"[-3000:])
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.rstrip().endswith("ok"), proc.stdout[-3000:]
