@@ -16,8 +16,9 @@ of :mod:`nblstm.cpu._lanes`, which vectorises. Results agree with :func:`nblstm.
 to round-off (not bitwise: the public API sums in another order) and are
 bitwise the same run to run and on any number of threads.
 
-Shapes and sizes are checked inside the compiled code: a mismatch raises
-ValueError naming the argument with the expected and the actual shape. An
+Shapes and sizes are checked inside the compiled code: a mismatch fills the
+call's outputs with NaN and raises ValueError naming the argument with the
+expected and the actual shape. An
 argument of the wrong number of dimensions, or a weight or output array of a
 non-float dtype, fails when numba compiles the call (numba's ``TypingError``),
 as it does for any ``@njit`` function; integer inputs and states are promoted.
@@ -50,17 +51,33 @@ def _shape_text(shape):
 
 
 @kernel(contract=False)
-def _check_weights(W_ih, W_hh, b):
-    """Raise unless the shapes are W_hh (4H, H), W_ih (4H, I) and b (4H,); returns (I, H)."""
+def _invalid(message, out0, out1, out2=None):
+    """Fill the outputs with NaN, then raise ``ValueError(message)``.
+
+    Under numba's ``workqueue`` threading layer an exception raised inside a
+    ``prange`` loop is dropped (numba issue 9673): the loop returns as if
+    nothing happened. The NaN leave no output of an invalid call looking like
+    a valid state, whichever layer runs the loop.
+    """
+    out0.fill(np.nan)
+    out1.fill(np.nan)
+    if out2 is not None:
+        out2.fill(np.nan)
+    raise ValueError(message)
+
+
+@kernel(contract=False)
+def _check_weights(W_ih, W_hh, b, out0, out1, out2=None):
+    """Check W_hh (4H, H), W_ih (4H, I), b (4H,) (their shapes) and return (I, H); else ``_invalid``."""
     H = W_hh[1]
     if W_hh[0] != 4 * H or H == 0:
-        raise ValueError("W_hh: expected shape (4*H, H) with H >= 1, got " + _shape_text(W_hh))
+        _invalid("W_hh: expected shape (4*H, H) with H >= 1, got " + _shape_text(W_hh), out0, out1, out2)
     if W_ih[0] != 4 * H or W_ih[1] == 0:
-        raise ValueError("W_ih: expected shape (" + str(4 * H) + ", I) with I >= 1 to match W_hh's H="
-                         + str(H) + ", got " + _shape_text(W_ih))
+        _invalid("W_ih: expected shape (" + str(4 * H) + ", I) with I >= 1 to match W_hh's H="
+                 + str(H) + ", got " + _shape_text(W_ih), out0, out1, out2)
     if b[0] != 4 * H:
-        raise ValueError("b: expected shape (" + str(4 * H) + ",) to match W_hh's H=" + str(H)
-                         + ", got " + _shape_text(b))
+        _invalid("b: expected shape (" + str(4 * H) + ",) to match W_hh's H=" + str(H)
+                 + ", got " + _shape_text(b), out0, out1, out2)
     return W_ih[1], H
 
 
@@ -85,24 +102,24 @@ def _expected(shape, rows, n):
 
 @kernel(contract=False)
 def _check_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
-    """Raise for a shape that does not fit (the arguments are the arrays' shapes); returns H.
+    """Check the shapes (the arguments' shapes, the outputs themselves) and return H; else ``_invalid``.
 
     A function of its own: lstm_cell is inlined into its callers, and a ``raise``
     inlined into a user's ``prange`` loop would keep numba from parallelising it
     (more than one exit from the loop body).
     """
-    I, H = _check_weights(W_ih, W_hh, b)
+    I, H = _check_weights(W_ih, W_hh, b, h_out, c_out)
     vector = np.int64(-1)   # not a literal -1: see cpu/_jit.py, "Literal arguments"
     if _mismatch(x_t, vector, I):
-        raise ValueError("x_t: " + _expected(x_t, vector, I))
+        _invalid("x_t: " + _expected(x_t, vector, I), h_out, c_out)
     if _mismatch(h, vector, H):
-        raise ValueError("h: " + _expected(h, vector, H))
+        _invalid("h: " + _expected(h, vector, H), h_out, c_out)
     if _mismatch(c, vector, H):
-        raise ValueError("c: " + _expected(c, vector, H))
-    if _mismatch(h_out, vector, H):
-        raise ValueError("h_out: " + _expected(h_out, vector, H))
-    if _mismatch(c_out, vector, H):
-        raise ValueError("c_out: " + _expected(c_out, vector, H))
+        _invalid("c: " + _expected(c, vector, H), h_out, c_out)
+    if _mismatch(h_out.shape, vector, H):
+        _invalid("h_out: " + _expected(h_out.shape, vector, H), h_out, c_out)
+    if _mismatch(c_out.shape, vector, H):
+        _invalid("c_out: " + _expected(c_out.shape, vector, H), h_out, c_out)
     return H
 
 
@@ -156,7 +173,9 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     ValueError
         If a shape does not match (the message names the argument and gives
         the expected and the actual shape). H comes from ``W_hh``, I from
-        ``W_ih``.
+        ``W_ih``. ``h_out`` and ``c_out`` are filled with NaN first: numba's
+        ``workqueue`` layer drops an error raised in a ``prange`` loop
+        (docs/jit.md).
     numba.core.errors.TypingError
         At compile time, for arguments of the wrong dimension, or weights or
         outputs of a non-float dtype.
@@ -180,8 +199,7 @@ def lstm_cell(x_t, h, c, W_ih, W_hh, b, h_out, c_out):
     >>> bool(np.allclose(h, nblstm.lstm(np.ones((1, 3)), p)[0][0]))
     True
     """
-    H = _check_cell(x_t.shape, h.shape, c.shape, W_ih.shape, W_hh.shape, b.shape, h_out.shape,
-                    c_out.shape)
+    H = _check_cell(x_t.shape, h.shape, c.shape, W_ih.shape, W_hh.shape, b.shape, h_out, c_out)
     # the 4H pre-activations: on this function's stack (a buffer returned from a helper
     # would point into the helper's finished frame), on the heap only for H > 256
     z = stack_scratch(W_hh, 4 * H) if 4 * H <= STACK_ELEMENTS else np.empty(4 * H, W_hh.dtype)
@@ -219,6 +237,8 @@ def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
     ------
     ValueError
         If a shape does not match (the argument, expected and actual shape).
+        ``y``, ``h_n`` and ``c_n`` are filled with NaN first, as in
+        :func:`lstm_cell`.
     numba.core.errors.TypingError
         At compile time, for arguments of the wrong dimension, or weights or
         outputs of a non-float dtype.
@@ -243,21 +263,21 @@ def lstm_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
     >>> bool(np.allclose(y, nblstm.lstm(x, p)[0]))
     True
     """
-    I, H = _check_weights(W_ih.shape, W_hh.shape, b.shape)
+    I, H = _check_weights(W_ih.shape, W_hh.shape, b.shape, y, h_n, c_n)
     T = x.shape[0]
     vector = np.int64(-1)   # not a literal -1: see cpu/_jit.py, "Literal arguments"
     if _mismatch(x.shape, T, I):
-        raise ValueError("x: " + _expected(x.shape, T, I))
+        _invalid("x: " + _expected(x.shape, T, I), y, h_n, c_n)
     if _mismatch(h0.shape, vector, H):
-        raise ValueError("h0: " + _expected(h0.shape, vector, H))
+        _invalid("h0: " + _expected(h0.shape, vector, H), y, h_n, c_n)
     if _mismatch(c0.shape, vector, H):
-        raise ValueError("c0: " + _expected(c0.shape, vector, H))
+        _invalid("c0: " + _expected(c0.shape, vector, H), y, h_n, c_n)
     if _mismatch(y.shape, T, H):
-        raise ValueError("y: " + _expected(y.shape, T, H))
+        _invalid("y: " + _expected(y.shape, T, H), y, h_n, c_n)
     if _mismatch(h_n.shape, vector, H):
-        raise ValueError("h_n: " + _expected(h_n.shape, vector, H))
+        _invalid("h_n: " + _expected(h_n.shape, vector, H), y, h_n, c_n)
     if _mismatch(c_n.shape, vector, H):
-        raise ValueError("c_n: " + _expected(c_n.shape, vector, H))
+        _invalid("c_n: " + _expected(c_n.shape, vector, H), y, h_n, c_n)
     # the 4H pre-activations: on this function's stack (a buffer returned from a helper
     # would point into the helper's finished frame), on the heap only for H > 256
     z = stack_scratch(W_hh, 4 * H) if 4 * H <= STACK_ELEMENTS else np.empty(4 * H, W_hh.dtype)

@@ -18,6 +18,8 @@ from nblstm import reference
 from nblstm.cpu import _jit, _lanes
 from nblstm.params import LSTMParams
 
+from _helpers import require_layer
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DTYPES = [np.float32, np.float64]
@@ -225,6 +227,70 @@ def test_bad_shape_inside_prange_reaches_the_caller():
     assert str(error) == "x_t: expected shape (3,), got (2,)"
 
 
+PRANGE_ERROR = textwrap.dedent('''
+    import json
+
+    import numba
+    import numpy as np
+    from numba import njit, prange
+
+    import nblstm
+    import nblstm.jit
+
+    @njit(parallel=True)
+    def step_all(x, h, c, W_ih, W_hh, b):
+        for p in prange(h.shape[0]):
+            nblstm.jit.lstm_cell(x[p], h[p], c[p], W_ih, W_hh, b, h[p], c[p])
+
+    @njit(parallel=True)
+    def run_all(x, h0, c0, W_ih, W_hh, b, y, h_n, c_n):
+        for p in prange(h0.shape[0]):
+            nblstm.jit.lstm_sequence(x[p], W_ih, W_hh, b, h0[p], c0[p], y[p], h_n[p], c_n[p])
+
+    params = nblstm.init_params(8, 32, seed=0)
+    h, c = np.zeros((1000, 32)), np.zeros((1000, 32))
+    h0 = np.zeros((1000, 32))
+    y, h_n, c_n = np.zeros((1000, 5, 32)), np.zeros((1000, 32)), np.zeros((1000, 32))
+    outcome = {}
+    for name, call, outputs in (
+            ("cell", lambda: step_all(np.ones((1000, 7)), h, c, *params), (h, c)),
+            ("sequence", lambda: run_all(np.ones((1000, 5, 7)), h0, h0, *params, y, h_n, c_n), (y, h_n, c_n))):
+        try:
+            call()
+            raised = "nothing"
+        except SystemError as exc:
+            raised = repr(exc.__cause__)
+        # NaN in the first iteration of every thread's chunk (numba stops a chunk at its first error)
+        nan_first = all(bool(np.isnan(a[0]).all()) for a in outputs)
+        outcome[name] = [raised, nan_first, all(bool(np.isnan(a).any()) for a in outputs)]
+    print(numba.threading_layer(), json.dumps(outcome))
+''')
+
+
+# Under workqueue numba drops an exception raised in a prange loop (numba#9673): the loop used to
+# return with every state unchanged, looking valid. The invalid call's outputs are NaN on every layer.
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+def test_bad_shape_inside_prange_leaves_no_valid_looking_output(tmp_path, layer):
+    env = require_layer(layer)
+    env["NUMBA_THREADING_LAYER"] = layer
+    env["NUMBA_NUM_THREADS"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    script = tmp_path / "prange_error.py"
+    script.write_text(PRANGE_ERROR)
+    proc = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith(layer + " "), line
+    error = {"cell": "ValueError('x_t: expected shape (8,), got (7,)')",
+             "sequence": "ValueError('x: expected shape (5, 8), got (5, 7)')"}
+    for name in ("cell", "sequence"):
+        raised, nan_first, nan_any = json.loads(line[len(layer) + 1:])[name]
+        # omp and tbb hand the error back; workqueue drops it, and then the NaN tell
+        assert raised == ("nothing" if layer == "workqueue" else error[name]), (name, raised)
+        assert nan_first and nan_any, (name, line)
+
+
 def test_particle_filter_example_tracks_the_signal():
     """examples/particle_filter.py run as a user runs it, small: the filter beats the raw observations.
 
@@ -357,17 +423,26 @@ def test_cell_bad_shape(name, bad, message):
     with pytest.raises(ValueError) as info:
         nj.lstm_cell(*args.values())
     assert str(info.value) == message
-    for k, v in args.items():                  # nothing written before the check
-        np.testing.assert_array_equal(v, before[k])
+    for k, v in args.items():                  # inputs untouched; outputs NaN, no valid-looking state
+        if k in ("h_out", "c_out"):
+            assert np.isnan(v).all(), k
+        else:
+            np.testing.assert_array_equal(v, before[k])
 
 
 @pytest.mark.parametrize("name, bad, message", SEQUENCE_BAD)
 def test_sequence_bad_shape(name, bad, message):
     args = _sequence_args()
     args[name] = bad
+    before = {k: v.copy() for k, v in args.items()}
     with pytest.raises(ValueError) as info:
         nj.lstm_sequence(*args.values())
     assert str(info.value) == message
+    for k, v in args.items():
+        if k in ("y", "h_n", "c_n"):
+            assert np.isnan(v).all(), k
+        else:
+            np.testing.assert_array_equal(v, before[k])
 
 
 @njit
