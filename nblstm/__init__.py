@@ -1,7 +1,14 @@
 """nblstm: a Numba LSTM you call like a SciPy function.
 
 The public names, and nothing else: see README.md for the math and the API.
+The subpackages and modules that the README and docs name (``nblstm.cpu``,
+``nblstm.cuda``, ``nblstm.jit``, ``nblstm.dask``, ``nblstm.reference``) load
+on first use (PEP 562): ``import nblstm; nblstm.cpu.config.path = "serial"``
+works, and ``import nblstm`` compiles and loads no kernel. ``nblstm.cuda``
+never needs numba-cuda to be reached; ``nblstm.dask`` needs the dask extra.
 """
+import importlib
+
 from . import testing
 from ._api import LSTMCache, cuda_available, lstm, lstm_backward, lstm_forward
 from .interop import from_keras, from_onnx, from_torch, to_keras, to_onnx, to_torch_state_dict
@@ -11,3 +18,16 @@ __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available",
            "LSTMParams", "LSTMGrads", "LSTMCache", "init_params", "init_stack", "ravel",
            "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
            "testing"]
+
+#: loaded on first attribute access (the backends' kernels, and dask, cost nothing until used)
+_SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_SUBMODULES})

@@ -1,5 +1,12 @@
-"""The README and docs/*.md: every relative link resolves, and the README's contents list every section."""
+"""The README and docs/*.md: every relative link resolves, the README's contents list every section, and
+every public name they tell users to type works right after ``import nblstm``."""
+import importlib.util
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -42,3 +49,51 @@ def test_readme_contents_list_every_section():
     sections = [_slug(h) for h in re.findall(r"^## (.*)$", _text_outside_code(readme), flags=re.M)]
     listed = re.findall(r"^- \[.*\]\(#([^)]*)\)$", readme.read_text(), flags=re.M)
     assert listed == sections
+
+
+RESOLVE = textwrap.dedent('''
+    import json
+    import sys
+    {before}
+    import nblstm
+
+    missing = []
+    for name in sys.argv[1:]:
+        obj = nblstm
+        try:
+            for part in name.split(".")[1:]:
+                obj = getattr(obj, part)
+        except Exception as exc:
+            missing.append(f"{{name}}: {{type(exc).__name__}}: {{exc}}")
+    print(json.dumps(missing))
+''')
+
+
+def _missing_after_import(names, before=""):
+    """The names of ``names`` that do not resolve in a fresh ``python`` right after ``import nblstm``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-c", RESOLVE.format(before=before), *names], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_public_name_in_the_docs_works_right_after_import():
+    """``nblstm.cpu.config.path = "serial"`` raised AttributeError before the first call imported the backend."""
+    names = set()
+    for page in PAGES:
+        names.update(re.findall(r"\bnblstm(?:\.[A-Za-z_]\w*)+", page.read_text()))
+    public = sorted(n for n in names if not any(part.startswith("_") for part in n.split(".")))
+    if importlib.util.find_spec("numba_cuda") is None:
+        # nblstm.cuda's modules import numba-cuda (the cuda extra); the package itself must not
+        public = [n for n in public if n.count(".") < 2 or not n.startswith("nblstm.cuda.")
+                  or n.split(".")[2] in ("available", "require", "config")]
+    assert {"nblstm.cpu.config.path", "nblstm.jit.lstm_cell", "nblstm.cuda.available"} <= set(public)
+    assert _missing_after_import(public) == []
+
+
+def test_cuda_is_reachable_without_numba_cuda():
+    names = ["nblstm.cuda", "nblstm.cuda.available", "nblstm.cuda.config", "nblstm.cpu.config.path"]
+    # as if the cuda extra were not installed
+    assert _missing_after_import(names, before='sys.modules["numba_cuda"] = None') == []

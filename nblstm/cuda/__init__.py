@@ -18,16 +18,22 @@ One module per job, the same names as in :mod:`nblstm.cpu`:
 
 Importing this package never imports ``numba.cuda``: :func:`available` tries it
 when asked, and the protocol functions of docs/backends.md
-(:data:`nblstm._protocol.PROTOCOL`) are loaded from their modules on first
-attribute access (PEP 562), so ``nblstm.cuda_available()`` works on a machine
-without numba-cuda or without a GPU.
+(:data:`nblstm._protocol.PROTOCOL`) and the modules of the table above are
+loaded on first attribute access (PEP 562), so ``nblstm.cuda_available()``
+works on a machine without numba-cuda or without a GPU, and
+``nblstm.cuda.workspace.clear()`` works after ``import nblstm``.
 """
+import importlib
 import importlib.util
 
 from .._protocol import PROTOCOL
 from .config import config
 
 __all__ = ["available", "require", "config", *PROTOCOL]
+
+#: the modules of the table above (they import numba.cuda)
+_SUBMODULES = ("plan", "layout", "workspace", "forward", "backward", "activations", "matmul",
+               "elementwise", "shared_arrays")
 
 #: the module of each protocol function
 _MODULE_OF = {name: "layout" for name in PROTOCOL}
@@ -80,11 +86,15 @@ def require():
 
 
 def __getattr__(name):
-    # The protocol functions import numba.cuda, so they are loaded on first use only.
+    # The protocol functions and the modules import numba.cuda, so they are loaded on first use only.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name in _MODULE_OF:
-        import importlib
-
         value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_SUBMODULES, *_MODULE_OF})
