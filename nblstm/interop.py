@@ -40,7 +40,13 @@ _NBLSTM_FROM_ONNX = (0, 2, 3, 1)   # nblstm block k = onnx block _NBLSTM_FROM_ON
 # ---------------------------------------------------------------------------
 
 def _array(value, name):
-    """A fresh NumPy copy of an array, tensor (torch, via ``.detach().cpu()``) or array-like."""
+    """A fresh NumPy copy of an array, tensor (torch, via ``.detach().cpu()``) or array-like.
+
+    16-bit floats (float16, torch's bfloat16) come back as float32, exactly: the
+    LSTM computes them in float32, and a bias sum of two of them (torch's
+    ``bias_ih + bias_hh``, ONNX's ``Wb + Rb``) is then rounded once, to float32,
+    not again to 16 bits (a float16 sum was 1.2e-4 off the exact one).
+    """
     if hasattr(value, "detach") and hasattr(value, "cpu"):         # a torch.Tensor
         value = value.detach().cpu()
         if str(getattr(value, "dtype", "")) == "torch.bfloat16":
@@ -50,6 +56,8 @@ def _array(value, name):
     a = np.array(value, copy=True)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {a.dtype}")
+    if a.dtype == np.float16:
+        a = a.astype(np.float32)
     return a
 
 
@@ -94,9 +102,23 @@ def _pack(layers):
 # ---------------------------------------------------------------------------
 
 _TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+#: an nn.LSTM's key under some prefix (``lstm.weight_ih_l0`` in a model's state_dict)
+_PREFIXED_TORCH_KEY = re.compile(r"^(.+?)(?:weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l\d+(?:_reverse)?$")
 
 
-def from_torch(module_or_state_dict):
+def _prefix_hint(keys):
+    """Where ``keys`` hold nn.LSTM keys under prefixes: a sentence naming them, else ""."""
+    prefixes = sorted({m.group(1) for m in map(_PREFIXED_TORCH_KEY.match, map(str, keys)) if m})
+    if not prefixes:
+        return ""
+    if len(prefixes) == 1:
+        return (f"; the keys hold an nn.LSTM under the prefix {prefixes[0]!r}: "
+                f"pass from_torch(state_dict, prefix={prefixes[0]!r})")
+    return (f"; the keys hold nn.LSTM weights under the prefixes {prefixes}: "
+            f"pass one as from_torch(state_dict, prefix=...)")
+
+
+def from_torch(module_or_state_dict, *, prefix=""):
     """Weights of a ``torch.nn.LSTM`` as nblstm parameters.
 
     Parameters
@@ -108,6 +130,11 @@ def from_torch(module_or_state_dict):
         and ``bias_hh_l{k}`` (4H,), each with a ``_reverse`` twin for a
         bidirectional module. Modules with ``proj_size > 0`` (``weight_hr_l{k}``)
         are not supported.
+    prefix : str
+        Where the LSTM's keys start with a prefix, as in the ``state_dict()``
+        of a model that holds the LSTM as ``self.lstm`` (``"lstm."``): only
+        the keys that start with it are read, without it; the model's other
+        keys are ignored.
 
     Returns
     -------
@@ -115,15 +142,19 @@ def from_torch(module_or_state_dict):
         LSTMParams for a one-layer unidirectional module, otherwise a stack
         ``stack[l][d]`` (direction 0 forward, 1 reverse), with
         ``b = bias_ih + bias_hh`` (zeros for ``bias=False``). Fresh arrays of
-        the module's dtype.
+        the module's dtype; float32 for a float16 or bfloat16 module (each
+        weight exactly, ``b`` the sum rounded once, to float32).
 
     Raises
     ------
     ValueError
-        A module with ``proj_size > 0``, missing or unknown keys, or
-        inconsistent shapes (the message names the key).
+        A module with ``proj_size > 0``, missing or unknown keys (where the
+        keys hold an LSTM under a prefix, the message names it), no key with
+        the given ``prefix``, or inconsistent shapes (the message names the
+        key).
     TypeError
-        A value that is not a real numeric array or tensor.
+        A value that is not a real numeric array or tensor; a ``prefix`` that
+        is not a str.
 
     See Also
     --------
@@ -143,11 +174,20 @@ def from_torch(module_or_state_dict):
     if not hasattr(obj, "keys"):
         raise ValueError(f"module_or_state_dict: expected a torch.nn.LSTM or its state_dict, "
                          f"got {type(obj).__name__}")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix: expected a str, got {type(prefix).__name__}")
+    all_keys = list(obj.keys())
+    if prefix:
+        obj = {str(key)[len(prefix):]: obj[key] for key in all_keys if str(key).startswith(prefix)}
+        if not obj:
+            raise ValueError(f"state_dict: expected keys starting with prefix {prefix!r}, got none"
+                             f"{_prefix_hint(all_keys)}")
     found = {}
     for key in obj.keys():
         m = _TORCH_KEY.match(str(key))
         if m is None:
-            raise ValueError(f"state_dict: expected keys like 'weight_ih_l0' of an nn.LSTM, got {key!r}")
+            raise ValueError(f"state_dict: expected keys like '{prefix}weight_ih_l0' of an nn.LSTM, "
+                             f"got {prefix + str(key)!r}{_prefix_hint(all_keys)}")
         kind, layer, rev = m.group(1), int(m.group(2)), bool(m.group(3))
         if kind == "weight_hr":
             raise ValueError(f"state_dict: expected an nn.LSTM without proj_size, got {key!r}")
@@ -277,14 +317,28 @@ def _keras_layer_weights(layer):
     return weights
 
 
+def _keras_lstm_of_model(model):
+    """The one LSTM layer of a Keras model (anything with ``layers``), else ValueError saying which to pass."""
+    layers = list(model.layers)
+    found = [i for i, layer in enumerate(layers) if type(layer).__name__ == "LSTM"]
+    if len(found) == 1:
+        return layers[found[0]]
+    where = ", ".join(f"model.layers[{i}]" for i in found) if found else "none"
+    raise ValueError(f"weights: expected a Keras LSTM layer or a model with exactly one, got a "
+                     f"{type(model).__name__} with {len(found)} LSTM layers ({where}): pass the "
+                     f"layer, as from_keras(model.layers[i])")
+
+
 def from_keras(weights):
     """Weights of a Keras ``LSTM`` layer as LSTMParams.
 
     Parameters
     ----------
-    weights : Keras LSTM layer, or sequence of 2 or 3 arrays
+    weights : Keras LSTM layer or model, or sequence of 2 or 3 arrays
         The layer object itself (anything with Keras's ``get_config`` and
-        ``get_weights``; keras is not imported), whose config is checked, or
+        ``get_weights``; keras is not imported), whose config is checked, a
+        model (anything with ``layers``) that holds exactly one ``LSTM``
+        layer among its layers, read as that layer, or
         its ``layer.get_weights()``: ``kernel`` (I, 4H), ``recurrent_kernel``
         (H, 4H) and, unless the layer has ``use_bias=False``, ``bias`` (4H,);
         gate blocks i, f, c, o (the same order as nblstm). A weight list
@@ -295,14 +349,17 @@ def from_keras(weights):
     -------
     LSTMParams
         ``W_ih = kernel.T`` (4H, I), ``W_hh = recurrent_kernel.T`` (4H, H),
-        ``b = bias`` (4H,), fresh C-contiguous arrays.
+        ``b = bias`` (4H,), fresh C-contiguous arrays (float32 for float16
+        weights).
 
     Raises
     ------
     ValueError
         For a layer whose ``activation`` is not tanh, ``recurrent_activation``
         not sigmoid, or ``go_backwards`` set (another function), an unbuilt
-        layer, or weights of the wrong number or shapes.
+        layer, a model with no LSTM layer or several (the message names
+        them: pass one, ``model.layers[i]``), or weights of the wrong number
+        or shapes.
     TypeError
         For weights that are not real numeric arrays (or are masked).
 
@@ -315,6 +372,8 @@ def from_keras(weights):
     .. [1] Keras, ``keras.layers.LSTM`` (``kernel``, ``recurrent_kernel``,
        ``bias``; gate order i, f, c, o), https://keras.io/api/layers/recurrent_layers/lstm/
     """
+    if hasattr(weights, "layers") and hasattr(weights, "get_weights"):
+        weights = _keras_lstm_of_model(weights)
     if hasattr(weights, "get_weights") and hasattr(weights, "get_config"):
         weights = _keras_layer_weights(weights)
     if not isinstance(weights, (list, tuple)) or len(weights) not in (2, 3):
@@ -393,7 +452,8 @@ def from_onnx(W, R, B=None, P=None):
     R : array, shape (D, 4H, H)
         Recurrence weights ``R[iofc]``.
     B : array, shape (D, 8H), optional
-        Biases ``[Wb[iofc] | Rb[iofc]]``; zeros if None.
+        Biases ``[Wb[iofc] | Rb[iofc]]``; zeros if None. Their sum is
+        rounded once (float16 inputs come back as float32, exactly).
     P : array, shape (D, 3H), optional
         Peephole weights; only None or all zeros is accepted.
 

@@ -576,3 +576,128 @@ def test_from_keras_with_a_real_keras_layer():
     _assert_params_equal(from_keras(layer), q)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), nblstm.lstm(x, q)[0], rtol=1e-12, atol=1e-14)
     assert not np.allclose(nblstm.lstm(x, _swap(p, 0, 1))[0], want[0], rtol=1e-6)   # a gate mix-up shows
+
+
+# ---------------------------------------------------------------------------
+# what users bring: a model's state_dict, a whole Keras model, 16-bit weights
+# ---------------------------------------------------------------------------
+
+def test_from_torch_prefix_reads_a_models_state_dict_without_torch():
+    stack = init_stack(3, 4, 2, bidirectional=True, seed=0)
+    sd = {"embed.weight": np.ones((5, 3))}
+    sd.update({"encoder.lstm." + k: v for k, v in to_torch_state_dict(stack).items()})
+    sd["head.weight"] = np.ones((1, 8))
+    _assert_stack_equal(from_torch(sd, prefix="encoder.lstm."), stack)
+    # without the prefix, the error says which prefix holds the LSTM
+    with pytest.raises(ValueError, match=r"^state_dict: expected keys like 'weight_ih_l0' of an nn.LSTM, "
+                                         r"got 'embed.weight'; the keys hold an nn.LSTM under the prefix "
+                                         r"'encoder.lstm.': pass from_torch\(state_dict, prefix='encoder.lstm.'\)$"):
+        from_torch(sd)
+    two = dict(sd, **{"decoder." + k: v for k, v in to_torch_state_dict(stack).items()})
+    with pytest.raises(ValueError, match=r"under the prefixes \['decoder.', 'encoder.lstm.'\]"):
+        from_torch(two)
+    with pytest.raises(ValueError, match=r"^state_dict: expected keys starting with prefix 'lstm.', got none; "
+                                         r"the keys hold an nn.LSTM under the prefix 'encoder.lstm.'"):
+        from_torch(sd, prefix="lstm.")
+    with pytest.raises(ValueError, match=r"got 'encoder.lstm.extra'"):
+        from_torch(dict(sd, **{"encoder.lstm.extra": np.ones(2)}), prefix="encoder.lstm.")
+    with pytest.raises(TypeError, match="^prefix: expected a str, got int"):
+        from_torch(sd, prefix=1)
+
+
+def test_from_torch_prefix_with_a_torch_model():
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
+            self.fc = torch.nn.Linear(4, 1)
+
+    net = Net()
+    want = from_torch(net.lstm)
+    _assert_stack_equal(from_torch(net.state_dict(), prefix="lstm."), want)
+    _assert_stack_equal(from_torch(net, prefix="lstm."), want)
+    with pytest.raises(ValueError, match=r"prefix='lstm.'"):
+        from_torch(net.state_dict())
+
+
+def test_from_torch_float16_sums_the_biases_once():
+    """A float16 module's b was summed in float16: 1.2e-4 off the exact sum, y 4.6e-5 off the module's function."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(8, 64, batch_first=True)
+    with torch.no_grad():
+        for name, value in module.named_parameters():
+            value.normal_(0, 3.0 if name.startswith("bias") else 0.2)
+    module = module.half()
+    p = from_torch(module)
+    assert all(a.dtype == np.float32 for a in p)
+    sd = {k: v.numpy() for k, v in module.state_dict().items()}
+    exact = sd["bias_ih_l0"].astype(np.float64) + sd["bias_hh_l0"].astype(np.float64)
+    np.testing.assert_array_equal(p.b, exact.astype(np.float32))        # rounded once
+    np.testing.assert_array_equal(p.W_ih, sd["weight_ih_l0"].astype(np.float32))
+    # against the module's function, computed in float64 from its float16 numbers
+    x = np.random.default_rng(0).standard_normal((2, 20, 8))
+    with torch.no_grad():
+        y64 = module.double()(torch.from_numpy(x))[0].numpy()
+    y, _ = nblstm.lstm(x.astype(np.float32), p)
+    assert np.abs(y - y64).max() < 1e-6
+
+
+def test_from_onnx_float16_bias_sum_is_rounded_once():
+    rng = np.random.default_rng(0)
+    H, I = 16, 3
+    W = rng.standard_normal((1, 4 * H, I)).astype(np.float16)
+    R = rng.standard_normal((1, 4 * H, H)).astype(np.float16)
+    B = (3 * rng.standard_normal((1, 8 * H))).astype(np.float16)
+    p = from_onnx(W, R, B)
+    assert all(a.dtype == np.float32 for a in p)
+    exact = B[0, :4 * H].astype(np.float64) + B[0, 4 * H:].astype(np.float64)
+    want = from_onnx(W.astype(np.float64), R.astype(np.float64), B.astype(np.float64))
+    np.testing.assert_array_equal(p.b, want.b.astype(np.float32))
+    np.testing.assert_array_equal(p.b[:H], exact[:H].astype(np.float32))     # the i block is first in both
+    np.testing.assert_array_equal(p.W_hh, want.W_hh.astype(np.float32))
+
+
+class KerasLikeModel:
+    """What from_keras reads of a Keras model: its layers, and the weights of all of them."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+
+class Dense:
+    def get_weights(self):
+        return [np.ones((4, 1)), np.zeros(1)]
+
+    def get_config(self):
+        return {}
+
+
+def test_from_keras_takes_a_model_with_one_lstm_layer():
+    p = nblstm.init_params(3, 4, seed=0)
+    LSTM = type("LSTM", (KerasLikeLSTM,), {})           # Keras' class name is what identifies the layer
+    _assert_params_equal(from_keras(KerasLikeModel([LSTM(to_keras(p)), Dense()])), p)
+    q = nblstm.init_params(4, 4, seed=1)
+    with pytest.raises(ValueError, match=r"^weights: expected a Keras LSTM layer or a model with exactly one, "
+                                         r"got a KerasLikeModel with 2 LSTM layers \(model.layers\[0\], "
+                                         r"model.layers\[2\]\): pass the layer, as from_keras\(model.layers\[i\]\)$"):
+        from_keras(KerasLikeModel([LSTM(to_keras(p)), Dense(), LSTM(to_keras(q))]))
+    with pytest.raises(ValueError, match=r"with 0 LSTM layers \(none\)"):
+        from_keras(KerasLikeModel([Dense()]))
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_from_keras_with_a_real_keras_model():
+    """A whole Sequential model failed with 'expected 3 weight arrays ..., got 5' and no hint."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    _assert_params_equal(from_keras(model), from_keras(model.layers[0]))
+    two = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True),
+                            keras.layers.LSTM(2)])
+    with pytest.raises(ValueError, match=r"2 LSTM layers \(model.layers\[0\], model.layers\[1\]\)"):
+        from_keras(two)
