@@ -48,6 +48,7 @@ import math
 import operator
 import sys
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,7 +56,7 @@ from .._perthread import PerThreadArrays
 from .config import config
 
 __all__ = ["empty", "copy", "aligned_empty", "zeros", "zeros_input", "scratch", "clear",
-           "held_bytes", "recycled_bytes"]
+           "held_bytes", "recycled_bytes", "usage", "Usage"]
 
 #: bytes: a cache line, the alignment MKL's documentation asks of operands
 ALIGNMENT = 64
@@ -120,6 +121,58 @@ def recycled_bytes():
     """Bytes of the process's recyclable buffers, in use or not."""
     with _recycled_lock:
         return sum(raw.nbytes for raw in _recycled)
+
+
+class Usage(NamedTuple):
+    """What the CPU backend's memory holds, in bytes (:func:`usage`).
+
+    Attributes
+    ----------
+    scratch : int
+        The calling thread's scratch arrays, kept for its next call (each
+        up to ``config.workspace_bytes``).
+    recycled : int
+        The process's recyclable buffers, in use or not: the memory of large
+        caches and results, kept to serve the next ones (up to ``recycle_cap``).
+    recycled_free : int
+        The part of ``recycled`` that no array refers to any more: what
+        :func:`clear` hands back to the allocator at once.
+    recycle_cap : int
+        ``config.recycle_bytes``, the most ``recycled`` may reach.
+    """
+
+    scratch: int
+    recycled: int
+    recycled_free: int
+    recycle_cap: int
+
+
+def usage():
+    """What the CPU backend keeps between calls: a training loop's memory grows by this, not by a leak.
+
+    A loop whose shapes vary fills the recyclable buffers up to their cap
+    (``config.recycle_bytes``, 256 MiB by default) and then stays there; the
+    process's resident size grows by as much, which can look like a leak.
+    :func:`clear` gives the free part back; ``config.recycle_bytes = 0`` and
+    ``config.workspace_bytes = 0`` keep nothing at all.
+
+    Returns
+    -------
+    Usage
+        ``scratch`` (this thread's), ``recycled``, ``recycled_free`` and
+        ``recycle_cap``, in bytes.
+
+    Examples
+    --------
+    >>> import nblstm
+    >>> nblstm.cpu.workspace.clear()
+    >>> nblstm.cpu.workspace.usage().recycled
+    0
+    """
+    with _recycled_lock:
+        recycled = recycled_bytes()
+        free = sum(_recycled[i].nbytes for i in _free(_recycled))
+    return Usage(held_bytes(), recycled, free, config.recycle_bytes)
 
 
 def _shape(shape):
