@@ -347,3 +347,32 @@ def test_padding_never_reaches_a_result(small_config, fill, on_device):
             np.testing.assert_array_equal(a_in.copy_to_host(), a)    # input left as it was
     for got, want in zip(results[1], results[0]):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["layer", "stack"])
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_the_cache_owns_every_array_it_keeps(small_config, rng, stack, on_device):
+    """The caller changes x, the weights, h0 and c0 in place between forward and backward (streaming)."""
+    from numba import cuda
+
+    x, params, h0, c0 = _problem(rng, 3, 4, 2, 3, dtype=np.float64, layers=2 if stack else None,
+                                 bidirectional=stack)
+    arrays = [x, h0, c0] + _flat(params)
+    inputs = [cuda.to_device(a) for a in arrays] if on_device else arrays
+    flat_params = inputs[3:]
+    if stack:
+        d_params = [tuple(LSTMParams(*flat_params[6 * l + 3 * d:6 * l + 3 * d + 3]) for d in range(2))
+                    for l in range(2)]
+    else:
+        d_params = LSTMParams(*flat_params)
+    y, _, cache = nblstm.lstm_forward(inputs[0], d_params, inputs[1], inputs[2], backend="cuda")
+    dy = rng.standard_normal(_host(y).shape)
+    want = [_host(a) for a in _flat(nblstm.lstm_backward(cache, dy))]
+    for a, given in zip(arrays, inputs):
+        if on_device:
+            given.copy_to_device(a + 0.5)
+        else:
+            a += 0.5
+    got = [_host(a) for a in _flat(nblstm.lstm_backward(cache, dy))]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
