@@ -6,13 +6,10 @@ order, and puts results back into the caller's layout.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from . import _lean
 from . import _validate as v
 from ._batch import BatchLayout, user_state_shape
+from ._cache import CachedDirection, LSTMCache
 from .params import LSTMGrads, LSTMParams
 
 __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available", "LSTMCache"]
@@ -123,58 +120,6 @@ _REFERENCES_DOC = """
        continual prediction with LSTM", Neural Computation 12(10),
        pp. 2451-2471, 2000 (the forget gate f).
 """
-
-
-class CachedDirection(NamedTuple):
-    """What the cache keeps of one direction of one layer (internal layout, compute dtype)."""
-
-    x: object             # (T, B, I) the direction's input (reversed for a reverse direction)
-    params: LSTMParams    # copies of W_ih, W_hh, b
-    h0: object            # (B, H)
-    c0: object            # (B, H)
-    gates: object         # (T, B, 4H) post-activation [i f g o]
-    cells: object         # (T, B, H) c_t
-    backwards: bool       # a reverse direction (x, gates and cells in reversed time)
-
-
-class LSTMCache(NamedTuple):
-    """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
-
-    Per layer and direction the gate activations (T, B, 4H) and cell states
-    (T, B, H) in the compute dtype, plus copies of the layer's input, weights
-    and initial state: for one layer ``T*B*(5H + I) + 4H*(I + H + 1) + 2*B*H``
-    numbers, e.g. 17.9 MB for (B, T, I, H) = (32, 100, 32, 128) in float64.
-
-    Attributes
-    ----------
-    backend : str
-        The backend that ran the forward pass (and runs the backward).
-    layers : list of list of CachedDirection
-        ``layers[l][d]``: direction d of layer l.
-    batch : BatchLayout
-        Sizes, sorted lengths, batch order and the user's layout.
-    single : bool
-        ``params`` was one LSTMParams (results are not stacked).
-    on_device : bool
-        The input was device memory (gradients stay on the device).
-    dtype : numpy.dtype
-        The compute dtype.
-    sizes : tuple of int
-        (I, H, L, D): input and hidden size, layers, directions.
-
-    See Also
-    --------
-    lstm_forward : Makes it.
-    lstm_backward : Reads it.
-    """
-
-    backend: str
-    layers: list
-    batch: BatchLayout
-    single: bool
-    on_device: bool
-    dtype: np.dtype
-    sizes: tuple
 
 
 def _backend(name):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._batch import BatchLayout
+from ._cache import CachedDirection, LSTMCache
 from .params import LSTMParams
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -103,7 +104,7 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
                                               gates, cells, keep_cache, check_finite, chunk)
     if not finite:
         return None                       # NaN or Inf: the general path names the argument
-    plan._last_layer.blas = True          # as plan.plan records for the path forward_layer ran
+    plan.record_path("blas")              # as plan.plan records for the path forward_layer ran
     if unbatched:
         y, h_out, c_out = y_user[:, 0], h_n[0, 0], c_n[0, 0]
     else:
@@ -111,7 +112,6 @@ def forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_fini
     cache = None
     if keep_cache:
         # the cache _run makes for the same call: one layer, one forward direction, all T steps
-        from ._api import CachedDirection, LSTMCache
         layers = [[CachedDirection(x_steps, LSTMParams(W_ih, W_hh, b), h0t, c0t, gates, cells, False)]]
         batch = BatchLayout.of(None, 1, T, time_major, unbatched)
         cache = LSTMCache("cpu", layers, batch, True, False, dtype, (I, H, 1, 1))

@@ -9,7 +9,7 @@ They write into output arrays that the caller passes, so a hot loop allocates
 nothing: a step's (4H,) pre-activations live on the stack (on the heap only for
 H > 256).
 
-The gate math is the CPU backend's own (:func:`nblstm.cpu.forward._activate_tile`
+The gate math is the CPU backend's own (:func:`nblstm.cpu.step.activate_tile`
 on the sigmoid and tanh of :mod:`nblstm._math`); the products
 ``W_ih x_t + W_hh h_{t-1}`` of each gate row are summed in the fixed lane order
 of :mod:`nblstm.cpu._lanes`, which vectorises. Results agree with :func:`nblstm.lstm`
@@ -30,7 +30,7 @@ import numpy as np
 from .cpu._jit import kernel
 from .cpu._lanes import STACK_ELEMENTS, gate_products, stack_scratch
 from .cpu.elementwise import copy_row
-from .cpu.forward import _activate_tile
+from .cpu.step import activate_tile
 
 __all__ = ["lstm_cell", "lstm_sequence"]
 
@@ -131,7 +131,7 @@ def _step(x_t, h, c, W_ih, W_hh, b, z, h_out, c_out):
     # h is read only above, so h_out may be h; c is copied before the update, which
     # then runs in place in c_out (c_out may be c)
     copy_row(c_out, c)
-    _activate_tile(z, np.int64(0), H, c_out, h_out)          # gates, c_t, h_t
+    activate_tile(z, np.int64(0), H, c_out, h_out)          # gates, c_t, h_t
 
 
 @kernel(inline="always", contract=False)

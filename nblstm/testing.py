@@ -44,6 +44,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import _tree
+from ._api import lstm, lstm_backward, lstm_forward
 from ._random import generator
 
 __all__ = [
@@ -554,25 +555,23 @@ def check_lstm_grad(x, params, h0=None, c0=None, *, lengths=None, reverse=False,
     check_grad : The general check.
     nblstm.lstm_backward : The gradients checked.
     """
-    import nblstm
-
     rng = generator(seed)
     x = np.array(x, dtype=np.float64)
     params = _to_float64(params)
     options = dict(lengths=lengths, reverse=reverse, time_major=time_major, backend=backend)
-    y, (h_n, _) = nblstm.lstm(x, params, h0, c0, **options)
+    y, (h_n, _) = lstm(x, params, h0, c0, **options)
     h0 = np.zeros(h_n.shape) if h0 is None else np.array(h0, dtype=np.float64)
     c0 = np.zeros(h_n.shape) if c0 is None else np.array(c0, dtype=np.float64)
     if loss is None:
         loss = LinearLoss.random(y.shape, h_n.shape, seed=rng)
 
     def fun(x, params, h0, c0):
-        y, state = nblstm.lstm(x, params, h0, c0, **options)
+        y, state = lstm(x, params, h0, c0, **options)
         return loss(y, state)
 
     def grad(x, params, h0, c0):
-        _, _, cache = nblstm.lstm_forward(x, params, h0, c0, **options)
-        g = nblstm.lstm_backward(cache, **loss.cotangents())
+        _, _, cache = lstm_forward(x, params, h0, c0, **options)
+        g = lstm_backward(cache, **loss.cotangents())
         return g.dx, g.dparams, g.dh0, g.dc0
 
     return check_grad(fun, grad, (x, params, h0, c0), seed=rng, **kwargs)

@@ -20,8 +20,8 @@ from numba import njit, prange
 
 import nblstm
 from nblstm.cpu import config, mkl, plan, slices, workspace
-from nblstm.cpu.forward import _activate_tile
 from nblstm.cpu.matmul import add_products
+from nblstm.cpu.step import activate_tile
 
 
 @njit(parallel=True)
@@ -43,7 +43,7 @@ def gate_steps(T, zbuf, c_state, h, units, H):
             j1 = min(H, j0 + units)
             w = j1 - j0
             for r in range(zbuf.shape[1]):     # in place: the values stay bounded
-                _activate_tile(zbuf[s, r][:4 * w], np.int64(0), w, c_state[r][j0:j1],
+                activate_tile(zbuf[s, r][:4 * w], np.int64(0), w, c_state[r][j0:j1],
                                h[r][j0:j1])
 
 

@@ -9,6 +9,8 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``workspace``       where arrays come from; scratch kept between calls
 ``forward``         ``forward_layer`` and its kernels
 ``backward``        ``backward_layer`` (BPTT) and its kernels
+``step``            the per-row step math every path shares (gates, store, padding)
+``weight_grads``    the weight gradients: products over all steps (numba, MKL)
 ``activations``     the gate math of :mod:`nblstm._math`, compiled
 ``matmul``          matrix products: BLAS's ``gemm`` and numba loops
 ``slices``          the ``"slices"`` path: a slice of hidden units per thread

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._jit import kernel
 from .elementwise import copy_row
-from .forward import _recurrence_blas
+from .forward import recurrence_blas
 from .matmul import gemm
 
 
@@ -86,7 +86,7 @@ def forward_one_sequence(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n, gates, cells, ke
         for s in range(t1 - t0):
             for j in range(H4):
                 flat[s, j] += b[j]                           # + b
-        chunk_swapped = _recurrence_blas(zx, t0, W_hhT, n_active, last_step,
+        chunk_swapped = recurrence_blas(zx, t0, W_hhT, n_active, last_step,
                                          h_next if swapped else h_prev,
                                          h_prev if swapped else h_next,
                                          c_state, y, h_n, c_n, cells, keep_cache, rec)

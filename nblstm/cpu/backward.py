@@ -16,7 +16,7 @@ the product with ``dZ_t``, in one of the forward pass's four ways (``path``):
   dh columns, then step t's gate backward on those units (:mod:`nblstm.cpu.slices`).
 
 After the loop come the weight gradients, products over all steps at once: BLAS
-on the ``"blas"`` path, ``_weight_grads`` (numba, parallel) on the others, so
+on the ``"blas"`` path, ``weight_grads.weight_grads_numba`` (numba, parallel) on the others, so
 that those never call BLAS (see forward.py). Each element is summed in a fixed
 order, so results do not depend on the thread count.
 """
@@ -24,60 +24,16 @@ import numpy as np
 from numba import prange
 
 from .._batch import running_rows
-from . import plan, workspace
+from . import plan, slices, workspace
 from ._fork import layers_in_flight
 from ._jit import kernel
-from .activations import cell_backward, tanh
 from .config import config
-from .elementwise import copy_row, transpose, zero_row
+from .elementwise import copy_row, zero_row
 from .matmul import add_products, gemm
+from .step import clear_padded, gates_backward_tile
+from .weight_grads import weight_grads_numba
 
 __all__ = ["backward_layer"]
-
-
-@kernel
-def _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dh_offset, dc, dZ, h_prev):
-    """Step t's element-wise backward for hidden units ``j0:j1`` of batch row ``r``.
-
-    Reads dL/dh_t, dL/dc_t (from step t+1) in ``dh[:, dh_offset:]``, ``dc``;
-    writes dL/dz_t to ``dZ[t, r]``, h_{t-1} to ``h_prev[t, r]`` and dL/dc_{t-1}
-    to ``dc``. Loops run over slices from index 0 of rows typed contiguous, so
-    that they vectorise (see forward._activate_tile).
-    """
-    H = cells.shape[2]
-    m = j1 - j0
-    gz = gates[t, r]
-    dz = dZ[t, r]
-    i, f = gz[j0:j1], gz[H + j0:H + j1]
-    g, o = gz[2 * H + j0:2 * H + j1], gz[3 * H + j0:3 * H + j1]
-    di, df = dz[j0:j1], dz[H + j0:H + j1]
-    dg, do = dz[2 * H + j0:2 * H + j1], dz[3 * H + j0:3 * H + j1]
-    hp = h_prev[t, r, j0:j1]
-    if t > 0:
-        c_prev = cells[t - 1, r, j0:j1]
-        o_prev = gates[t - 1, r, 3 * H + j0:3 * H + j1]
-        for j in range(m):
-            hp[j] = o_prev[j] * tanh(c_prev[j])                  # h_{t-1} = o ⊙ tanh(c)
-    else:
-        c_prev = c0[r, j0:j1]
-        copy_row(hp, h0[r, j0:j1])
-    c = cells[t, r, j0:j1]
-    dh_r = dh[r][dh_offset + j0:dh_offset + j1]
-    dc_r, dy_r = dc[r, j0:j1], dy[t, r, j0:j1]
-    for j in range(m):
-        dh_t = dh_r[j] + dy_r[j]                                 # h_t feeds y_t and step t+1
-        # dL/dz_t [i f g o] and dL/dc_{t-1} (nblstm._math.cell_backward)
-        di[j], df[j], dg[j], do[j], dc_r[j] = cell_backward(
-            dh_t, dc_r[j], i[j], f[j], g[j], o[j], c_prev[j], tanh(c[j]))
-
-
-@kernel
-def _clear_padded(t, r0, r1, dZ, h_prev, dx):
-    """Rows r0:r1 have no step t: no gradient, no h_{t-1} (dW_hh must not see them), dx 0."""
-    for r in range(r0, r1):
-        zero_row(dZ[t, r])
-        zero_row(h_prev[t, r])
-        zero_row(dx[t, r])
 
 
 @kernel
@@ -150,9 +106,9 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, d
             r0 = (tile // n_unit_blocks) * row_block
             j0 = (tile % n_unit_blocks) * unit_block
             for r in range(r0, min(r0 + row_block, n)):
-                _gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
+                gates_backward_tile(t, r, j0, min(j0 + unit_block, H), gates, cells, h0, c0, dy,
                                      dxh, I, dc, dZ, h_prev)
-        _clear_padded(t, n, B, dZ, h_prev, dx)
+        clear_padded(t, n, B, dZ, h_prev, dx)
         for tile in prange(n_row_blocks * n_col_blocks):          # [dx_t | dh_{t-1}] = dz_t W_bwd
             r0 = (tile // n_col_blocks) * row_block
             k0 = (tile % n_col_blocks) * col_block
@@ -184,9 +140,9 @@ def _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W_bwd, n_active, d
                 r1 = min(r0 + row_block, B)
                 running = min(r1, n)
                 for r in range(r0, running):
-                    _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc,
+                    gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc,
                                          dZ, h_prev)
-                _clear_padded(t, max(r0, n), r1, dZ, h_prev, dx)
+                clear_padded(t, max(r0, n), r1, dZ, h_prev, dx)
                 if r0 < running:                        # [dx_t | dh_{t-1}] = dz_t W_bwd
                     _dxh_tile(t, r0, running, first, I + H, dZ, W_bwd, dxh, dx)
 
@@ -209,129 +165,13 @@ def _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc, 
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         for r in range(n):
-            _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
+            gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
                                  h_prev)
-        _clear_padded(t, n, B, dZ, h_prev, dx)
+        clear_padded(t, n, B, dZ, h_prev, dx)
         if not use_blas:
             _dxh_tile(t, first, n, first, dxh.shape[1], dZ, W, dxh, dx)
         elif n > 0:
             np.dot(dZ[t, :n], W, dxh[:n])
-
-
-#: rows of dZ per segment in ``_weight_grads``: a segment (at most 128 x 4H) stays
-#: in cache while every output row of a group is accumulated from it
-_GRAD_BLOCK_ROWS = 128
-#: groups of output rows in ``_weight_grads`` (the parallel loop's iterations)
-_GRAD_GROUPS = 8
-
-
-@kernel
-def _running_segments(n_active, B, max_rows):
-    """Row ranges of the flattened (step, row) index that hold running rows.
-
-    Returns an int64 array of shape (S, 2) of [start, stop) ranges, in
-    increasing order, each at most ``max_rows`` long: rows that have ended
-    (zero in dZ) are skipped, and the steps where the whole batch runs merge
-    into long ranges.
-    """
-    T = n_active.shape[0]
-    out = np.empty((T + T * B // max_rows + 1, 2), np.int64)
-    count = 0
-    start = 0
-    stop = 0
-    for t in range(T):
-        if n_active[t] == 0:
-            continue
-        if t * B != stop:                          # not contiguous with the open range
-            if stop > start:
-                out[count, 0] = start
-                out[count, 1] = stop
-                count += 1
-            start = t * B
-        stop = t * B + n_active[t]
-        while stop - start >= max_rows:
-            out[count, 0] = start
-            out[count, 1] = start + max_rows
-            count += 1
-            start += max_rows
-    if stop > start:
-        out[count, 0] = start
-        out[count, 1] = stop
-        count += 1
-    return out[:count]
-
-
-@kernel
-def _accumulate_transposed(a, dZ, segments, out_T, r0, r1):
-    """``out_T[r] = sum_n a[n, r] dZ[n]`` for ``r0 <= r < r1``, n over ``segments``.
-
-    The segments come in increasing order, so the order of each sum is fixed;
-    a segment stays in cache across the rows.
-    """
-    if r0 >= r1:
-        return
-    a_T = a.T
-    for r in range(r0, r1):
-        zero_row(out_T[r])
-    for k in range(segments.shape[0]):
-        n0, n1 = segments[k, 0], segments[k, 1]
-        # a typed 0, not a literal: see _jit.py, "Literal arguments"
-        add_products(a_T[:, n0:n1], dZ[n0:n1], out_T, r0, r1, np.int64(0), dZ.shape[1])
-
-
-def weight_grads_numba(dZ, x, h_prev, n_active, B, dW_ih, dW_hh):
-    """dW_ih = Σ_t dz_t x_tᵀ and dW_hh = Σ_t dz_t h_{t-1}ᵀ with numba's loops, over running rows only.
-
-    ``dZ`` (T·B, 4H), ``x`` (T·B, I), ``h_prev`` (T·B, H) are the steps' rows;
-    ``n_active`` the running rows per step. The rows are cut into fixed blocks
-    (``_GRAD_BLOCK_ROWS``), so the bits do not depend on the thread count.
-    Host code shared by the ``"serial"``/``"tiles"`` and ``"slices"`` paths.
-    """
-    dW_ih_T = np.empty((x.shape[1], dZ.shape[1]), dW_ih.dtype)
-    dW_hh_T = np.empty((h_prev.shape[1], dZ.shape[1]), dW_hh.dtype)
-    segments = _running_segments(n_active, B, _GRAD_BLOCK_ROWS)
-    _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T)
-    transpose(dW_ih_T, dW_ih)
-    transpose(dW_hh_T, dW_hh)
-
-
-@kernel(parallel=True)
-def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
-    """``dW_ih^T = x^T dZ`` and ``dW_hh^T = h_prev^T dZ`` without BLAS.
-
-    The weight gradients are computed transposed so that the inner loop runs
-    along the 4H columns of ``dZ`` rather than the I or H columns of ``x`` or
-    ``h_prev`` (short rows keep the vector loop from paying off). The parallel
-    loop splits the I + H output rows into equal groups. Only the rows in
-    ``segments`` (running rows) are read. Each element
-    sums over its index in increasing order (``add_products``), so the result
-    does not depend on the thread count.
-
-    Parameters
-    ----------
-    dZ : ndarray, shape (N, 4H)
-        dL/dz of every (step, row), N = T * B.
-    x, h_prev : ndarray, shapes (N, I), (N, H)
-        The layer's input and h_{t-1} of every (step, row).
-    segments : ndarray of int64, shape (S, 2)
-        ``_running_segments``: the [start, stop) ranges of running rows.
-    dW_ih_T, dW_hh_T : ndarray, shapes (I, 4H), (H, 4H)
-        Outputs: the transposed weight gradients (overwritten).
-    """
-    I = x.shape[1]
-    rows = I + h_prev.shape[1]                      # x's rows, then h_prev's
-    per_group = 2 * ((rows + 2 * _GRAD_GROUPS - 1) // (2 * _GRAD_GROUPS))
-    # one call site for both operands: numba re-optimises a callee at every call site
-    operands = (x, h_prev)
-    results = (dW_ih_T, dW_hh_T)
-    for group in prange(_GRAD_GROUPS):
-        c0 = min(rows, group * per_group)
-        c1 = min(rows, c0 + per_group)
-        for which in range(2):
-            first = 0 if which == 0 else I          # operand's first row in 0 .. rows
-            width = operands[which].shape[1]
-            _accumulate_transposed(operands[which], dZ, segments, results[which],
-                                   min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
@@ -370,8 +210,6 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     layer = plan.layer_plan(B, H, gates.dtype.itemsize, backward=True)
     with layers_in_flight, layer as (path, row_block, unit_block, row_groups):
         if path == "slices":
-            # imported here: slices.py builds on this module's step helpers
-            from . import slices
             slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                                   dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
                                   rows=row_block, route=config.slices_gemm)

@@ -32,48 +32,15 @@ import numpy as np
 from numba import prange
 
 from .._batch import running_rows
-from . import layout, plan, workspace
+from . import layout, plan, slices, workspace
 from ._fork import layers_in_flight
 from ._jit import kernel
-from .activations import sigmoid, tanh
 from .config import config
-from .elementwise import copy_row, transpose, zero_row
+from .elementwise import copy_row, transpose
 from .matmul import add_products, gemm
+from .step import activate_tile, store_tile, zero_ended_rows
 
 __all__ = ["forward_layer"]
-
-
-@kernel
-def _activate_tile(z, j0, j1, c_row, h_row):
-    """Turn one row's pre-activations ``z`` into ``[i f g o]`` in place for units ``j0:j1``.
-
-    Then update the row's cell state ``c_row`` and write its ``h_row`` for those
-    units. Every loop runs over a slice from index 0: numba then knows no index
-    is negative, drops its wrap-around check and LLVM vectorises the loop. The
-    rows must be typed contiguous (``a[r]`` or ``a[r][k:]``, not ``a[:, k:][r]``):
-    on a strided row the loops do not vectorise and the step ran 1.5-2x slower.
-    """
-    H = c_row.shape[0]
-    m = j1 - j0
-    i = z[j0:j1]
-    f = z[H + j0:H + j1]
-    g = z[2 * H + j0:2 * H + j1]
-    o = z[3 * H + j0:3 * H + j1]
-    # activations in place, one gate block at a time: loops over one array vectorise
-    for j in range(m):
-        i[j] = sigmoid(i[j])                               # i = σ(z_i)
-    for j in range(m):
-        f[j] = sigmoid(f[j])                               # f = σ(z_f)
-    for j in range(m):
-        g[j] = tanh(g[j])                                  # g = tanh(z_g)
-    for j in range(m):
-        o[j] = sigmoid(o[j])                               # o = σ(z_o)
-    c = c_row[j0:j1]
-    h = h_row[j0:j1]
-    for j in range(m):
-        c[j] = f[j] * c[j] + i[j] * g[j]                   # c_t = f ⊙ c_{t-1} + i ⊙ g
-    for j in range(m):
-        h[j] = o[j] * tanh(c[j])                           # h_t = o ⊙ tanh(c_t)
 
 
 @kernel
@@ -100,33 +67,9 @@ def _fused_step_tile(t, r0, r1, j0, j1, x, xh, W_cat, b, z, c_state, xh_out,
         add_products(xh, W_cat, z, r0, r1, c0, c1)
     for r in range(r0, r1):
         h_row = xh_out[r][I:]
-        _activate_tile(z[r], j0, j1, c_state[r], h_row)
-        _store_tile(t, r, r, j0, j1, h_row, c_state[r], y, cells, keep_cache, last_step, h_n,
+        activate_tile(z[r], j0, j1, c_state[r], h_row)
+        store_tile(t, r, r, j0, j1, h_row, c_state[r], y, cells, keep_cache, last_step, h_n,
                     c_n)
-
-
-@kernel(inline="always")
-def _store_tile(t, r, y_row, j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n, c_n):
-    """Write step t's h (and c) of row r, units j0:j1, to y (its row ``y_row``), the cache and the final state.
-
-    Inlined in numba's IR: called once per row and step, a call passed its six
-    arrays as dozens of scalars, and the row blocks' kernel at (32, 50, 32, 64)
-    float32 ran 4 % faster without it (0.481 against 0.503 ms).
-    """
-    h, c = h_row[j0:j1], c_row[j0:j1]
-    copy_row(y[t, y_row, j0:j1], h)
-    if keep_cache:
-        copy_row(cells[t, r, j0:j1], c)
-    if last_step[r] == t:
-        copy_row(h_n[r, j0:j1], h)
-        copy_row(c_n[r, j0:j1], c)
-
-
-@kernel
-def _zero_ended_rows(t, r0, r1, y):
-    """Rows r0:r1 have ended before step t: their y_t is exactly 0."""
-    for r in range(r0, r1):
-        zero_row(y[t, r])
 
 
 @kernel(parallel=True)
@@ -185,7 +128,7 @@ def _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
             _fused_step_tile(t, r0, min(r0 + row_block, n), j0, min(j0 + unit_block, H),
                              x, xh, W_cat, b, z, c_state, xh_out,
                              y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_ended_rows(t, n, y.shape[1], y)
+        zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
 
 
@@ -221,7 +164,7 @@ def _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step
                 if r0 < n:
                     _fused_step_tile(t, r0, min(r1, n), first, H, x, xh, W_cat, b, z, c_state,
                                      xh_out, y, cells, keep_cache, last_step, h_n, c_n)
-                _zero_ended_rows(t, max(r0, n), r1, y)
+                zero_ended_rows(t, max(r0, n), r1, y)
             swapped = not swapped
 
 
@@ -243,12 +186,12 @@ def _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step,
         xh_out = xh_prev if swapped else xh_next
         _fused_step_tile(t, first, n, first, H, x, xh, W_cat, b, z_steps[t if keep_cache else 0],
                          c_state, xh_out, y, cells, keep_cache, last_step, h_n, c_n)
-        _zero_ended_rows(t, n, y.shape[1], y)
+        zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
 
 
 @kernel
-def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
+def recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state,
                      y, h_n, c_n, cells, keep_cache, rec):
     """Steps ``t0 .. t0 + len(zx) - 1`` with one BLAS product per step for all rows.
 
@@ -293,10 +236,10 @@ def _recurrence_blas(zx, t0, W_hhT, n_active, last_step, h_prev, h_next, c_state
             rec_r = rec[r]
             for j in range(H4):
                 z[j] += rec_r[j]
-            _activate_tile(z, first, H, c_state[r], hn[r])
-            _store_tile(t, r, r, first, H, hn[r], c_state[r], y, cells, keep_cache, last_step,
+            activate_tile(z, first, H, c_state[r], hn[r])
+            store_tile(t, r, r, first, H, hn[r], c_state[r], y, cells, keep_cache, last_step,
                         h_n, c_n)
-        _zero_ended_rows(t, n, y.shape[1], y)
+        zero_ended_rows(t, n, y.shape[1], y)
         swapped = not swapped
     return swapped
 
@@ -363,8 +306,6 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
         if T == 0 or B == 0:
             return
         if path == "slices":
-            # imported here: slices.py builds on this module's step helpers
-            from . import slices
             slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
                                  units=unit_block, rows=row_block, route=config.slices_gemm,
                                  order=order)
@@ -425,7 +366,7 @@ def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state
             zx = buffer.reshape(-1)[:(t1 - t0) * n * 4 * H].reshape(t1 - t0, n, 4 * H)
         _project_chunk(x, W_ih.T, b, t0, t1, zx)
         # BLAS takes the transposed view of W_hh as it is
-        chunk_swapped = _recurrence_blas(zx, t0, W_hh.T, n_active, last_step,
+        chunk_swapped = recurrence_blas(zx, t0, W_hh.T, n_active, last_step,
                                          h_next if swapped else h_prev,
                                          h_prev if swapped else h_next,
                                          c_state, y, h_n, c_n, cells, keep_cache, rec)

@@ -21,7 +21,7 @@ import numba
 from . import mkl
 from .config import config
 
-__all__ = ["PATHS", "Plan", "plan", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
+__all__ = ["PATHS", "Plan", "plan", "record_path", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
            "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
 
 PATHS = ("serial", "tiles", "blas", "slices")
@@ -240,8 +240,17 @@ def plan(B, H, itemsize=8, backward=False):
         p = Plan(path, rows, H if rows else slice_units(H, config.slice_units, itemsize, backward), 0)
     else:
         p = Plan(path, *tiling(B, H))
-    _last_layer.blas = path == "blas"
+    record_path(path)
     return p
+
+
+def record_path(path):
+    """Remember ``path`` as the calling thread's last layer's (read by :func:`numba_ran_last`).
+
+    :func:`plan` calls it; so does a caller that runs a layer's kernels without
+    planning (the lean path of :mod:`nblstm._lean`).
+    """
+    _last_layer.blas = path == "blas"
 
 
 #: the kernel's count of runnable tasks (Linux); where it cannot be read, nblstm does not adapt

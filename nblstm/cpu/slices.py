@@ -33,7 +33,7 @@ Backward, step t, slice s (mirrored): the product of step t+1,
 ``j0:j1`` (and a share of the I dx columns), then the gate backward of step t
 for units ``j0:j1``, which needs exactly those dh columns. The dz of step t
 is whole at the region's end, the step's one barrier. The weight gradients
-follow as products over all steps (``backward.weight_grads_numba``).
+follow as products over all steps (:mod:`.weight_grads`).
 
 Each product comes from one of two micro-kernels, chosen per call:
 
@@ -58,15 +58,10 @@ from numba import prange
 from .._batch import running_rows
 from . import mkl, workspace
 from ._jit import kernel
-from .backward import (
-    _clear_padded,
-    _gates_backward_tile,
-    _running_segments,
-    weight_grads_numba,
-)
-from .elementwise import TRANSPOSE_ROWS, copy_row, transpose, transpose_rows, zero_row
-from .forward import _activate_tile, _store_tile
+from .elementwise import TRANSPOSE_ROWS, copy_row, transpose_rows, zero_row
 from .matmul import add_products
+from .step import activate_tile, clear_padded, gates_backward_tile, store_tile
+from .weight_grads import weight_grads_mkl, weight_grads_numba
 
 
 @kernel(parallel=True)
@@ -180,8 +175,8 @@ def _forward_slice_step(t, s, units, r0, r1, r_next, x, xh, xh_out, Wf, bf, zbuf
         zr = z[r][:4 * w]
         c_row = c_state[r]
         h_row = xh_out[r][I:]
-        _activate_tile(zr, first, w, c_row[j0:j1], h_row[j0:j1])
-        _store_tile(t, r, order[r], j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n,
+        activate_tile(zr, first, w, c_row[j0:j1], h_row[j0:j1])
+        store_tile(t, r, order[r], j0, j1, h_row, c_row, y, cells, keep_cache, last_step, h_n,
                     c_n)
         if keep_cache:
             g = gates[t, r]
@@ -348,9 +343,9 @@ def _backward_slices(gates, cells, h0, c0, dy, Wb, units, n_active, dxh, dc, dZ,
             j0 = s * units
             j1 = min(H, j0 + units)
             for r in range(n):
-                _gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dxh, I, dc, dZ,
+                gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dxh, I, dc, dZ,
                                      h_prev)
-        _clear_padded(t, n, B, dZ, h_prev, dx)
+        clear_padded(t, n, B, dZ, h_prev, dx)
     for s in prange(S):
         _backward_slice_product(first, s, units, first, n_active[0], dZ, Wb, buf, dxh, dx,
                                 gemm_ptr)
@@ -370,8 +365,8 @@ def _backward_block(r0, r1, gates, cells, h0, c0, dy, Wb, n_active, dxh, dc, dZ,
             _backward_slice_product(t + 1, first, H, r0, _block_end(n_active[t + 1], r0, r1), dZ,
                                     Wb, buf, dxh, dx, gemm_ptr)
         for r in range(r0, n):
-            _gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ, h_prev)
-        _clear_padded(t, n, r1, dZ, h_prev, dx)
+            gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ, h_prev)
+        clear_padded(t, n, r1, dZ, h_prev, dx)
     _backward_slice_product(first, first, H, r0, _block_end(n_active[0], r0, r1), dZ, Wb, buf,
                             dxh, dx, gemm_ptr)
 
@@ -392,35 +387,6 @@ def _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, schedule, n_active,
             if k >= 0:
                 _backward_block(k * rows, min(B, (k + 1) * rows), gates, cells, h0, c0, dy, Wb,
                                 n_active, dxh, dc, dZ, h_prev, dx, buf, gemm_ptr)
-
-
-#: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number: the shapes, and so
-#: MKL's order of sums, must not depend on the thread count). On one core at
-#: (64, 100, 128, 256) float32: 2 blocks 37 ms, 8 blocks 52 ms (OpenBLAS: 40 ms)
-_GRAD_COLUMN_BLOCKS = 2
-
-
-@kernel(parallel=True)
-def _weight_grads_mkl(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T, gemm_ptr):
-    """``dW_ih^T = Σ x_t dz_tᵀ`` and ``dW_hh^T = Σ h_{t-1} dz_tᵀ`` with MKL, running rows only.
-
-    One task per (block of dZ's columns, operand): ``operand[seg]ᵀ @ dZ[seg, cols]``
-    summed over the segments of running rows in order. The outputs are
-    transposed, (I, 4H) and (H, 4H), C-contiguous and zero on entry: the
-    products then read x and h_{t-1} along their rows (MKL took 3x as long
-    for ``dZ[seg, cols]ᵀ @ x[seg]`` in slices of 64 gate rows).
-    """
-    H4 = dZ.shape[1]
-    per_block = -(-H4 // _GRAD_COLUMN_BLOCKS)
-    for task in prange(2 * _GRAD_COLUMN_BLOCKS):
-        c0 = min(H4, (task // 2) * per_block)
-        c1 = min(H4, c0 + per_block)
-        for k in range(segments.shape[0]):
-            n0, n1 = segments[k, 0], segments[k, 1]
-            if task % 2 == 0:
-                mkl.gemm_at(gemm_ptr, x[n0:n1], dZ[n0:n1, c0:c1], dW_ih_T[:, c0:c1], 1.0)
-            else:
-                mkl.gemm_at(gemm_ptr, h_prev[n0:n1], dZ[n0:n1, c0:c1], dW_hh_T[:, c0:c1], 1.0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -506,13 +472,7 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     with np.errstate(all="ignore"):
         np.sum(dZ_flat, axis=0, out=db)                          # db = Σ_t dz_t
         if gemm_ptr != 0:
-            # running rows only: a padded row of x may hold NaN, and 0 * NaN is NaN
-            segments = _running_segments(n_active, B, max(1, T * B))
-            dW_ih_T = np.zeros((I, 4 * H), dW_ih.dtype)
-            dW_hh_T = np.zeros((H, 4 * H), dW_hh.dtype)
-            _weight_grads_mkl(dZ_flat, x_flat, h_prev.reshape(T * B, H), segments, dW_ih_T,
-                              dW_hh_T, gemm_ptr)
-            transpose(dW_ih_T, dW_ih)
-            transpose(dW_hh_T, dW_hh)
-            return
-        weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
+            weight_grads_mkl(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh,
+                             gemm_ptr)
+        else:
+            weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)

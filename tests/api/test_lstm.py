@@ -524,3 +524,18 @@ def test_the_cache_owns_every_array_it_keeps(B, H, path, stack, cpu_config):
     got = nblstm.lstm_backward(cache, dy)
     for g, w in zip(arrays_in(got), arrays_in(want)):
         np.testing.assert_array_equal(g, w)
+
+
+def test_a_cache_pickled_when_it_lived_in_api_still_loads():
+    """The cache's types moved from nblstm._api to nblstm._cache (so that _lean need not import _api)."""
+    import pickle
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    y, _, cache = nblstm.lstm_forward(x, nblstm.init_params(3, 4, seed=0))
+    old = pickle.dumps(cache, protocol=2).replace(b"cnblstm._cache\n", b"cnblstm._api\n")
+    assert b"nblstm._cache" not in old                 # the pickle names only the old module
+    loaded = pickle.loads(old)
+    assert isinstance(loaded, nblstm.LSTMCache)
+    want = nblstm.lstm_backward(cache, dy=np.ones_like(y))
+    for g, w in zip(arrays_in(nblstm.lstm_backward(loaded, dy=np.ones_like(y))), arrays_in(want)):
+        np.testing.assert_array_equal(g, w)

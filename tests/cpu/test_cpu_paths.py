@@ -128,10 +128,10 @@ def test_inference_memory_is_close_to_x_plus_y(cpu_config):
 def test_weight_gradients_over_several_blocks(cpu_config, path):
     """T*B = 300 rows of dZ: three blocks in the numba weight gradients, with odd I and H
     so that a group of output rows straddles dW_ih and dW_hh."""
-    from nblstm.cpu import backward
+    from nblstm.cpu import weight_grads
 
     B, T, I, H = 5, 60, 7, 9
-    assert B * T > 2 * backward._GRAD_BLOCK_ROWS
+    assert B * T > 2 * weight_grads._GRAD_BLOCK_ROWS
     cpu_config.path = path
     p = make_problem(B, T, I, H, seed=5, lengths="mixed")
     assert_results_close(run_api(p), run_reference(p), RTOL[np.dtype(np.float64)])
@@ -139,18 +139,18 @@ def test_weight_gradients_over_several_blocks(cpu_config, path):
 
 def test_running_segments_cover_exactly_the_running_rows():
     """The numba weight gradients read dZ over these ranges: every running (step, row), once, in order."""
-    from nblstm.cpu.backward import _running_segments
+    from nblstm.cpu.weight_grads import running_segments
 
     rng = np.random.default_rng(2)
     for B, T, max_rows in [(3, 7, 4), (5, 40, 128), (1, 9, 2), (4, 1, 3)]:
         n_active = np.sort(rng.integers(0, B + 1, T))[::-1].astype(np.int64)
-        segments = _running_segments(n_active, B, max_rows)
+        segments = running_segments(n_active, B, max_rows)
         rows = np.concatenate([np.arange(a, b) for a, b in segments] or [np.zeros(0, int)])
         want = np.concatenate([t * B + np.arange(n) for t, n in enumerate(n_active)])
         np.testing.assert_array_equal(rows, want)
         assert np.all(segments[:, 1] - segments[:, 0] <= max_rows)
         assert np.all(segments[:, 1] > segments[:, 0])
-    assert _running_segments(np.zeros(0, np.int64), 3, 8).shape == (0, 2)
+    assert running_segments(np.zeros(0, np.int64), 3, 8).shape == (0, 2)
 
 
 @pytest.mark.parametrize("row_block, unit_block, row_groups",
