@@ -8,6 +8,7 @@ works, and ``import nblstm`` compiles and loads no kernel. ``nblstm.cuda``
 never needs numba-cuda to be reached; ``nblstm.dask`` needs the dask extra.
 """
 import importlib
+import importlib.metadata
 
 from . import testing
 from ._api import LSTMCache, cuda_available, lstm, lstm_backward, lstm_forward
@@ -17,7 +18,12 @@ from .params import LSTMGrads, LSTMParams, init_params, init_stack, ravel
 __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available",
            "LSTMParams", "LSTMGrads", "LSTMCache", "init_params", "init_stack", "ravel",
            "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
-           "testing"]
+           "testing", "show_config"]
+
+try:
+    __version__ = importlib.metadata.version("nblstm")
+except importlib.metadata.PackageNotFoundError:      # run from a source tree that is not installed
+    __version__ = "unknown"
 
 #: loaded on first attribute access (the backends' kernels, and dask, cost nothing until used)
 _SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference")
@@ -26,8 +32,10 @@ _SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference")
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "show_config":                         # it imports the CPU backend
+        return importlib.import_module(f"{__name__}._show_config").show_config
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted({*globals(), *_SUBMODULES})
+    return sorted({*globals(), *_SUBMODULES, "show_config"})

@@ -6,6 +6,11 @@ order, and puts results back into the caller's layout.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from numpy.typing import ArrayLike
+
 from . import _lean
 from . import _validate as v
 from ._batch import BatchLayout, user_state_shape
@@ -13,6 +18,9 @@ from ._cache import CachedDirection, LSTMCache
 from .params import LSTMGrads, LSTMParams
 
 __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available", "LSTMCache"]
+
+# The results are annotated Any: NumPy arrays, or numba device arrays where backend="cuda" was
+# given device memory.
 
 _MATH_DOC = r"""
     For each layer, direction and time step, with the gate blocks of the
@@ -132,7 +140,7 @@ def _backend(name):
     return cuda
 
 
-def cuda_available():
+def cuda_available() -> bool:
     """Say whether the CUDA backend can run here (numba-cuda installed and a GPU found).
 
     Never raises; ``nblstm.cuda.available()`` also gives the reason when not.
@@ -267,8 +275,10 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     return y, (h_n, c_n), cache
 
 
-def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
-         backend="cpu", check_finite=True):
+def lstm(x: ArrayLike, params: LSTMParams | Sequence[Sequence[LSTMParams]], h0: ArrayLike | None = None,
+         c0: ArrayLike | None = None, *, lengths: ArrayLike | None = None, reverse: bool = False,
+         time_major: bool = False, backend: str = "cpu",
+         check_finite: bool = True) -> tuple[Any, tuple[Any, Any]]:
     # a plainly valid one-sequence call takes the lean path; anything else (and every error) _run
     lean = _lean.forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, False)
     if lean is not None:
@@ -276,8 +286,11 @@ def lstm(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major
     return _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, False)[:2]
 
 
-def lstm_forward(x, params, h0=None, c0=None, *, lengths=None, reverse=False, time_major=False,
-                 backend="cpu", check_finite=True):
+def lstm_forward(x: ArrayLike, params: LSTMParams | Sequence[Sequence[LSTMParams]],
+                 h0: ArrayLike | None = None, c0: ArrayLike | None = None, *,
+                 lengths: ArrayLike | None = None, reverse: bool = False, time_major: bool = False,
+                 backend: str = "cpu",
+                 check_finite: bool = True) -> tuple[Any, tuple[Any, Any], LSTMCache]:
     lean = _lean.forward(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, True)
     if lean is not None:
         return lean
@@ -326,7 +339,8 @@ lstm_forward.__doc__ = f"""Run an LSTM and keep what :func:`lstm_backward` needs
 """
 
 
-def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
+def lstm_backward(cache: LSTMCache, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None,
+                  dc_n: ArrayLike | None = None) -> LSTMGrads:
     """Backpropagation through time: gradients of a scalar loss L.
 
     .. math::

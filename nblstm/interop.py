@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate
 from .params import LSTMParams
@@ -118,7 +119,7 @@ def _prefix_hint(keys):
             f"pass one as from_torch(state_dict, prefix=...)")
 
 
-def from_torch(module_or_state_dict, *, prefix=""):
+def from_torch(module_or_state_dict, *, prefix: str = "") -> LSTMParams | tuple[tuple[LSTMParams, ...], ...]:
     """Weights of a ``torch.nn.LSTM`` as nblstm parameters.
 
     Parameters
@@ -232,7 +233,7 @@ def from_torch(module_or_state_dict, *, prefix=""):
     return _pack(layers)
 
 
-def to_torch_state_dict(params, *, bias=True):
+def to_torch_state_dict(params, *, bias: bool = True) -> dict[str, np.ndarray]:
     """nblstm parameters as a ``torch.nn.LSTM`` state dict of NumPy arrays.
 
     Parameters
@@ -329,7 +330,7 @@ def _keras_lstm_of_model(model):
                      f"layer, as from_keras(model.layers[i])")
 
 
-def from_keras(weights):
+def from_keras(weights) -> LSTMParams:
     """Weights of a Keras ``LSTM`` layer as LSTMParams.
 
     Parameters
@@ -396,7 +397,7 @@ def from_keras(weights):
     return LSTMParams(np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T), bias)
 
 
-def to_keras(params):
+def to_keras(params: LSTMParams) -> list[np.ndarray]:
     """LSTMParams as the weight list of a Keras ``LSTM`` layer.
 
     Parameters
@@ -435,7 +436,8 @@ def to_keras(params):
 # ONNX
 # ---------------------------------------------------------------------------
 
-def from_onnx(W, R, B=None, P=None):
+def from_onnx(W: ArrayLike, R: ArrayLike, B: ArrayLike | None = None,
+              P: ArrayLike | None = None) -> LSTMParams | tuple[tuple[LSTMParams, LSTMParams]]:
     """Inputs of an ONNX ``LSTM`` operator as nblstm parameters.
 
     The operator (opset 7 and later) computes, per direction,
@@ -509,7 +511,7 @@ def from_onnx(W, R, B=None, P=None):
     return directions[0] if D == 1 else (tuple(directions),)
 
 
-def to_onnx(params):
+def to_onnx(params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """nblstm parameters as the ``W``, ``R``, ``B`` inputs of an ONNX ``LSTM`` operator.
 
     Parameters

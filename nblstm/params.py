@@ -7,9 +7,11 @@ two PyTorch biases summed into one.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _tree
 from ._random import generator
@@ -86,7 +88,8 @@ def _check_sizes(input_size, hidden_size):
     _check_positive_int("hidden_size", hidden_size)
 
 
-def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_bias=1.0):
+def init_params(input_size: int, hidden_size: int, *, dtype: DTypeLike = np.float64, seed=None,
+                forget_bias: float = 1.0) -> LSTMParams:
     """Random weights for one LSTM layer.
 
     Every weight and bias is drawn from U(-1/sqrt(H), 1/sqrt(H)), as
@@ -155,8 +158,9 @@ def init_params(input_size, hidden_size, *, dtype=np.float64, seed=None, forget_
     return LSTMParams(W_ih.astype(dtype), W_hh.astype(dtype), b.astype(dtype))
 
 
-def init_stack(input_size, hidden_size, num_layers=1, *, bidirectional=False,
-               dtype=np.float64, seed=None, forget_bias=1.0):
+def init_stack(input_size: int, hidden_size: int, num_layers: int = 1, *, bidirectional: bool = False,
+               dtype: DTypeLike = np.float64, seed=None,
+               forget_bias: float = 1.0) -> tuple[tuple[LSTMParams, ...], ...]:
     """Random weights for a stack of LSTM layers, as ``torch.nn.LSTM`` lays them out.
 
     Each layer and direction is drawn by :func:`init_params` from one
@@ -242,7 +246,7 @@ def _leaf_array(path, leaf):
                     f"got {type(leaf).__name__}")
 
 
-def ravel(tree):
+def ravel(tree) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     """Flatten a tree of arrays into one 1-D vector, and a function to undo it.
 
     Like ``jax.flatten_util.ravel_pytree``: the tree may be an

@@ -31,8 +31,6 @@ def quiet_machine(monkeypatch):
 
 @pytest.fixture
 def cpu_config():
-    """The CPU config (nblstm.cpu.config), restored after the test."""
-    saved = dataclasses.replace(cpu.config)
-    yield cpu.config
-    for field in dataclasses.fields(saved):
-        setattr(cpu.config, field.name, getattr(saved, field.name))
+    """The CPU config (nblstm.cpu.config), every knob restored after the test."""
+    with cpu.config.override(**dataclasses.asdict(cpu.config)) as config:
+        yield config

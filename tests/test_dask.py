@@ -116,6 +116,7 @@ def client():
         yield c
 
 
+@pytest.mark.slow
 def test_cluster_starts_with_port_8787_taken():
     import socket
 
@@ -373,6 +374,7 @@ def test_map_grad_leaves_theta_alone():
     assert theta[0] == 1.0
 
 
+@pytest.mark.slow
 def test_only_nblstm_dask_imports_dask():
     # a fresh interpreter importing this worktree's nblstm (cwd first on sys.path)
     code = ("import sys, nblstm, numpy as np; nblstm.lstm(np.zeros((1, 2, 3)), nblstm.init_params(3, 4)); "
@@ -388,6 +390,7 @@ def test_docstring_examples():
 
 # --- on a LocalCluster of two worker processes -------------------------------------
 
+@pytest.mark.slow
 def test_cluster_lstm_and_map_grad(client, deadline):
     assert set(client.run(nblstm_location).values()) == {str(WORKTREE)}
     _, x, lengths = problem()
@@ -411,6 +414,7 @@ def test_cluster_lstm_and_map_grad(client, deadline):
     assert (v, g[0]) == (4.0, 4.0)
 
 
+@pytest.mark.slow
 def test_cluster_example_fit(client, deadline):
     spec = importlib.util.spec_from_file_location("example_dask_fit", EXAMPLES / "dask_fit.py")
     example = importlib.util.module_from_spec(spec)
@@ -420,6 +424,7 @@ def test_cluster_example_fit(client, deadline):
     assert len(losses) == result.nit and losses[-1] < 0.7 * losses[0]
 
 
+@pytest.mark.slow
 def test_cluster_worker_death_costs_a_retry(client, deadline, tmp_path):
     theta, unravel, arrays, shards = fit_problem()
     value, grad = single_process_sum(functools.partial(lstm_loss, unravel=unravel), theta, shards)

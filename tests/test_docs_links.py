@@ -79,6 +79,7 @@ def _missing_after_import(names, before=""):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_every_public_name_in_the_docs_works_right_after_import():
     """``nblstm.cpu.config.path = "serial"`` raised AttributeError before the first call imported the backend."""
     names = set()
@@ -93,6 +94,7 @@ def test_every_public_name_in_the_docs_works_right_after_import():
     assert _missing_after_import(public) == []
 
 
+@pytest.mark.slow
 def test_cuda_is_reachable_without_numba_cuda():
     names = ["nblstm.cuda", "nblstm.cuda.available", "nblstm.cuda.config", "nblstm.cpu.config.path"]
     # as if the cuda extra were not installed

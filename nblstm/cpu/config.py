@@ -2,18 +2,25 @@
 
 Kernels never read these values: numba freezes globals into compiled code, so
 host code (:mod:`nblstm.cpu.plan`, the layer drivers) reads them and passes
-them to the kernels as arguments. Tests patch them to force each code path,
-e.g. ``monkeypatch.setattr(nblstm.cpu.config, "path", "tiles")``.
+them to the kernels as arguments. An assignment is checked (type, allowed
+values) and names the knob; ``with nblstm.cpu.config.override(path="tiles"):``
+sets knobs for a block (:mod:`nblstm._config`). docs/configuration.md lists
+every knob.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CPUConfig", "config"]
+from .._config import Knobs, knob
+
+__all__ = ["CPUConfig", "config", "PATHS"]
+
+#: the step paths a layer can take (:func:`nblstm.cpu.plan.choose_path`)
+PATHS = ("serial", "tiles", "blas", "slices")
 
 
 @dataclass
-class CPUConfig:
+class CPUConfig(Knobs):
     """Tuning of the CPU kernels.
 
     The defaults were chosen with ``python bench/cpu_paths.py`` (the three
@@ -79,22 +86,24 @@ class CPUConfig:
         (:func:`nblstm.cpu.plan.threads_under_load`); results do not change.
     """
 
-    blas_min_work: int = 4_000_000
-    numba_min_batch: int = 2
-    tiles_min_batch: int = 4
-    path: str | None = None
-    min_unit_block: int = 16
-    tiles_per_thread: int = 2
-    chunk_elements: int = 1 << 20
-    workspace_bytes: int = 64 << 20
-    recycle_min_bytes: int = 4 << 20
-    recycle_bytes: int = 256 << 20
-    slice_units: int = 0
-    row_blocks_max_H: int = 128
-    row_blocks_min_work: int = 100_000
-    block_rows: int = 8
-    slices_gemm: str = "auto"
-    adapt_to_load: bool = True
+    _NAME = "nblstm.cpu.config"
+
+    blas_min_work: int = knob(4_000_000, minimum=0)
+    numba_min_batch: int = knob(2, minimum=0)
+    tiles_min_batch: int = knob(4, minimum=0)
+    path: str | None = knob(None, choices=PATHS)
+    min_unit_block: int = knob(16, minimum=1)
+    tiles_per_thread: int = knob(2, minimum=1)
+    chunk_elements: int = knob(1 << 20, minimum=1)
+    workspace_bytes: int = knob(64 << 20, minimum=0)
+    recycle_min_bytes: int = knob(4 << 20, minimum=0)
+    recycle_bytes: int = knob(256 << 20, minimum=0)
+    slice_units: int = knob(0, minimum=0)
+    row_blocks_max_H: int = knob(128, minimum=0)
+    row_blocks_min_work: int = knob(100_000, minimum=0)
+    block_rows: int = knob(8, minimum=1)
+    slices_gemm: str = knob("auto", choices=("auto", "mkl", "numba"))
+    adapt_to_load: bool = knob(True)
 
 
 #: the configuration every call reads

@@ -19,13 +19,10 @@ from typing import NamedTuple
 import numba
 
 from . import mkl
-from .config import config
+from .config import PATHS, config
 
 __all__ = ["PATHS", "Plan", "plan", "record_path", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
            "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
-
-PATHS = ("serial", "tiles", "blas", "slices")
-
 
 def choose_path(B, H):
     """How one step runs for a batch of B rows and H hidden units.
@@ -50,16 +47,9 @@ def choose_path(B, H):
     Returns
     -------
     {"serial", "tiles", "blas", "slices"}
-
-    Raises
-    ------
-    ValueError
-        If ``config.path`` is set to something other than one of :data:`PATHS`.
+        ``config.path`` where set (its assignment checked it), else the choice by size.
     """
     if config.path is not None:
-        if config.path not in PATHS:
-            raise ValueError(f"nblstm.cpu.config.path: expected one of {PATHS} or None, "
-                             f"got {config.path!r}")
         return config.path
     work = B * H * 4 * H
     large = work >= config.blas_min_work
@@ -226,11 +216,6 @@ def plan(B, H, itemsize=8, backward=False):
     Returns
     -------
     Plan
-
-    Raises
-    ------
-    ValueError
-        If ``config.path`` is set to something other than one of :data:`PATHS`.
     """
     path = choose_path(B, H)
     if path == "slices":

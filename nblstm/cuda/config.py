@@ -2,16 +2,20 @@
 
 Kernels never read these values: numba freezes globals into compiled code, so
 host code reads them and passes them as kernel arguments (or uses them for the
-launch configuration). Tests patch them small, e.g.
-``monkeypatch.setattr(nblstm.cuda.config, "rnn_threads", 32)``.
+launch configuration). An assignment is checked and names the knob; tests patch
+them small, e.g. ``monkeypatch.setattr(nblstm.cuda.config, "rnn_threads", 32)``,
+and ``with nblstm.cuda.config.override(...)`` sets knobs for a block
+(:mod:`nblstm._config`). docs/configuration.md lists every knob.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._config import Knobs, knob
+
 
 @dataclass
-class Config:
+class Config(Knobs):
     """Tuning knobs of the CUDA backend.
 
     Attributes
@@ -48,15 +52,17 @@ class Config:
         Threads per block of the elementwise kernels (copy, add, fill).
     """
 
-    tile_m: int = 64
-    tile_n: int = 64
-    tile_k: int = 16
-    rnn_threads: int = 256
-    units_per_block: int | None = None
-    rnn_blocks_per_sm: int = 2
-    shared_bytes: int = 48 * 1024
-    persistent: bool = True
-    elementwise_threads: int = 256
+    _NAME = "nblstm.cuda.config"
+
+    tile_m: int = knob(64, minimum=4, multiple_of=4)
+    tile_n: int = knob(64, minimum=4, multiple_of=4)
+    tile_k: int = knob(16, minimum=1)
+    rnn_threads: int = knob(256, minimum=32, multiple_of=32)
+    units_per_block: int | None = knob(None, minimum=1)
+    rnn_blocks_per_sm: int = knob(2, minimum=1)
+    shared_bytes: int = knob(48 * 1024, minimum=0)
+    persistent: bool = knob(True)
+    elementwise_threads: int = knob(256, minimum=1)
 
 
 #: the configuration every call reads

@@ -13,6 +13,7 @@ def _run(*args, timeout=300):
                           timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_demo_small_run():
     proc = _run("--steps", "30", "--seq-len", "12", "--hidden", "4", "--seed", "3")
     out = proc.stdout
@@ -33,6 +34,7 @@ def test_demo_small_run():
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0
 
 
+@pytest.mark.slow
 def test_demo_same_seed_same_result():
     procs = [_run("--steps", "5", "--seq-len", "6", "--hidden", "3", "--seed", "1") for _ in range(2)]
     for proc in procs:
@@ -60,6 +62,7 @@ def test_demo_bad_options(args, fragment):
     assert fragment in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_says_compiling_on_first_run(tmp_path):
     """With an empty numba cache the kernels compile, and the demo says so before the wait."""
     env = dict(os.environ, PYTHONWARNINGS="error", NUMBA_CACHE_DIR=str(tmp_path))

@@ -154,6 +154,7 @@ def _user_steps(x, h, c, W_ih, W_hh, b):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 def test_cell_from_user_njit_code(dtype):
     x, params, h0, c0 = _problem(9, 8, 32, dtype)
     _, h_n, c_n = _sequence(x, params, h0, c0)
@@ -171,6 +172,7 @@ def _user_prange(x, W_ih, W_hh, b, h0, c0, y, h_n, c_n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 def test_prange_over_sequences_equals_public_calls(dtype):
     P, T, I, H = 64, 12, 8, 32
     rng = np.random.default_rng(3)
@@ -200,6 +202,7 @@ def _user_prange_cells(x, h, c, W_ih, W_hh, b):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.slow
 def test_prange_over_cells_equals_cells_from_python(dtype):
     """Also: numba parallelises the loop (a NumbaPerformanceWarning would be an error here)."""
     P, I, H = 40, 5, 16
@@ -270,6 +273,7 @@ PRANGE_ERROR = textwrap.dedent('''
 # Under workqueue numba drops an exception raised in a prange loop (numba#9673): the loop used to
 # return with every state unchanged, looking valid. The invalid call's outputs are NaN on every layer.
 @pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+@pytest.mark.slow
 def test_bad_shape_inside_prange_leaves_no_valid_looking_output(tmp_path, layer):
     env = require_layer(layer)
     env["NUMBA_THREADING_LAYER"] = layer
@@ -291,6 +295,7 @@ def test_bad_shape_inside_prange_leaves_no_valid_looking_output(tmp_path, layer)
         assert nan_first and nan_any, (name, line)
 
 
+@pytest.mark.slow
 def test_particle_filter_example_tracks_the_signal():
     """examples/particle_filter.py run as a user runs it, small: the filter beats the raw observations.
 
@@ -312,6 +317,7 @@ def test_particle_filter_example_tracks_the_signal():
 
 
 @pytest.mark.parametrize("option", ["--particles", "--steps"])
+@pytest.mark.slow
 def test_particle_filter_example_refuses_zero(option):
     """A usage error from argparse, not a traceback from the filter's first reduction."""
     env = dict(os.environ)
@@ -358,6 +364,7 @@ def _run_user(tmp_path, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow
 def test_user_cached_function_loads_from_cache_in_a_fresh_process(tmp_path, dtype):
     (tmp_path / "user_model.py").write_text(USER_MODULE)
     first = _run_user(tmp_path, dtype)
@@ -450,6 +457,7 @@ def _user_bad_call(x_t, h, c, W_ih, W_hh, b):
     nj.lstm_cell(x_t, h, c, W_ih, W_hh, b, h, c)
 
 
+@pytest.mark.slow
 def test_bad_shape_raises_inside_user_njit_code():
     args = _cell_args()
     with pytest.raises(ValueError, match=r"^h: expected shape \(4,\), got \(3,\)$"):

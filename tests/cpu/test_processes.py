@@ -17,6 +17,9 @@ import nblstm
 
 from _helpers import require_layer
 
+#: every test here starts worker processes
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(nblstm.__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent('''

@@ -323,6 +323,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_bitwise_identical_for_1_and_2_threads(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

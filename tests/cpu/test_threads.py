@@ -144,12 +144,14 @@ def runs(tmp_path_factory):
             "t2": _run_worker(tmp_path, "threads", "t2", 2)}
 
 
+@pytest.mark.slow
 def test_repeatable_within_a_process(runs):
     assert "numba_threads=1" in runs["t1"][1] and "numba_threads=2" in runs["t2"][1]
     for name, (_, report) in runs.items():
         assert not [line for line in report if line.startswith("not repeatable")], name
 
 
+@pytest.mark.slow
 def test_bitwise_identical_across_thread_counts(runs):
     t1, t2 = runs["t1"][0], runs["t2"][0]
     keys = set(t1.files)
@@ -160,12 +162,14 @@ def test_bitwise_identical_across_thread_counts(runs):
     assert np.abs(t1["tiles:f64/dW_hh"]).max() > 0 and np.abs(t1["serial:two_rows_wide/dx"]).max() > 0
 
 
+@pytest.mark.slow
 def test_concurrent_python_threads(runs):
     report = [line for line in runs["t2"][1] if line.startswith("thread ")]
     assert not report, "\n".join(report[:20])
 
 
 @pytest.mark.parametrize("layer", ["omp", "workqueue", "tbb"])
+@pytest.mark.slow
 def test_concurrent_python_threads_under_a_chosen_layer(tmp_path, runs, layer):
     """workqueue aborts a process with two threads in parallel regions at once (issue 12).
 

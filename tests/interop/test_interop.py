@@ -552,6 +552,7 @@ def test_from_keras_takes_the_layer_and_checks_its_config():
 # Tensor.__array__ (2.13) lacks NumPy 2's copy keyword, which NumPy reports as
 # deprecated; the values are the same.
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+@pytest.mark.slow
 def test_from_keras_with_a_real_keras_layer():
     """A Keras LSTM layer's own float64 numbers, both ways (KERAS_BACKEND: tests/interop/conftest.py)."""
     keras = pytest.importorskip("keras")
@@ -692,6 +693,7 @@ def test_from_keras_takes_a_model_with_one_lstm_layer():
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+@pytest.mark.slow
 def test_from_keras_with_a_real_keras_model():
     """A whole Sequential model failed with 'expected 3 weight arrays ..., got 5' and no hint."""
     keras = pytest.importorskip("keras")
