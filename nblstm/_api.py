@@ -7,8 +7,9 @@ order, and puts results back into the caller's layout.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _lean
@@ -162,7 +163,25 @@ def cuda_available() -> bool:
     return cuda.available()[0]
 
 
-def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, keep_cache):
+class _Call(NamedTuple):
+    """A validated call, in the form the steps of :func:`_run` take it."""
+
+    be: object            # the backend module
+    backend: str          # its name, for the cache
+    layers: list          # layers[l][d]: LSTMParams, as given
+    single: bool          # params was one LSTMParams
+    sizes: tuple          # (I, H, L, D)
+    x: object             # the user's x, as an array of the backend
+    x3: object            # x with a batch axis, in the user's layout
+    batch: BatchLayout    # sizes, sorted lengths, batch order, the user's layout
+    dtype: np.dtype       # the compute dtype
+    on_device: bool       # x was device memory
+    states: list          # [h0, c0], each None or checked
+    reverse: bool
+
+
+def _validated(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite):
+    """Every check of a call, before any kernel runs (the errors of the docstrings' Raises)."""
     be = _backend(backend)
     reverse = v.flag("reverse", reverse)
     time_major = v.flag("time_major", time_major)
@@ -174,13 +193,8 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
     x = v.array("x", x, be)
     x3, unbatched, B, T = v.input_x(x, I, time_major, be)
     dtype = v.compute_dtype([x.dtype] + [a.dtype for layer in layers for p in layer for a in p])
-    on_device = be.is_device(x)
     state_shape = user_state_shape(B, H, None if single else L * D, unbatched)
-    states = []
-    for name, s in (("h0", h0), ("c0", c0)):
-        if s is not None:
-            s = v.state(name, s, state_shape, be)
-        states.append(s)
+    states = [None if s is None else v.state(name, s, state_shape, be) for name, s in (("h0", h0), ("c0", c0))]
     lengths = v.lengths_array(lengths, B, T, unbatched)
     if check_finite:
         named = [("x", x)]
@@ -190,76 +204,105 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
                     named.append((f"params.{field}" if single else f"params[{l}][{d}].{field}", a))
         named += [(name, s) for name, s in zip(("h0", "c0"), states) if s is not None]
         v.finite(named, be)
-
     batch = BatchLayout.of(lengths, B, T, time_major, unbatched)
-    lengths = batch.lengths
-    # inference reads x in place when no reordering or cast is needed (the projection
-    # copies one bounded chunk at a time); the cache needs its own copy. One forward
-    # layer reads x and writes y in the caller's order (forward_layer's ``order``), so
-    # a batch that needs sorting is not copied in and out either
+    return _Call(be, backend, layers, single, (I, H, L, D), x, x3, batch, dtype, be.is_device(x), states,
+                 reverse)
+
+
+def _first_input(call, keep_cache):
+    """The first layer's input in the internal layout, and whether it stays in the caller's batch order.
+
+    Inference reads x in place when no reordering or cast is needed (the projection
+    copies one bounded chunk at a time); the cache needs its own copy. One forward
+    layer reads x and writes y in the caller's order (forward_layer's ``order``), so
+    a batch that needs sorting is not copied in and out either.
+    """
+    be, batch, dtype = call.be, call.batch, call.dtype
+    _, _, L, D = call.sizes
     in_user_order = (not keep_cache and batch.order is not None and L == 1 and D == 1
-                     and not reverse)
+                     and not call.reverse)
     xt = None
     if in_user_order:
-        xt = batch.sequences_view_unsorted(be, x3, dtype)
+        xt = batch.sequences_view_unsorted(be, call.x3, dtype)
         in_user_order = xt is not None
     elif not keep_cache:
-        xt = batch.sequences_view(be, x3, dtype)
+        xt = batch.sequences_view(be, call.x3, dtype)
     if xt is None:
-        xt = batch.sequences_in(be, x3, dtype)
-        if lengths.min(initial=T) < T:
+        xt = batch.sequences_in(be, call.x3, dtype)
+        if batch.lengths.min(initial=batch.T) < batch.T:
             # What the caller left in padded steps must reach no result: some
             # products run over all steps (dW_ih = dZ^T x), where 0 * NaN is NaN.
             # A view of the caller's x (inference) is only read at valid steps.
-            be.zero_padding(xt, lengths)
-    y_order = batch.order if in_user_order else None
-    y_unsorted = batch.order is None or in_user_order      # the last layer's y: no gather
-    h0t, c0t = (batch.states_in(be, s, single, L * D, H, dtype) for s in states)
-    h_n = be.empty((L * D, B, H), dtype)
-    c_n = be.empty((L * D, B, H), dtype)
-    cache_layers = []
-    inp = xt
-    y_user = None
-    for l, layer in enumerate(layers):
-        pair = None
-        if l == L - 1 and y_unsorted and not (time_major or unbatched):
-            # the last layer writes straight into the (B, T, D*H) result, saving a copy of y
-            pair = be.empty_batch_first((B, T, D * H), dtype)
+            be.zero_padding(xt, batch.lengths)
+    return xt, in_user_order
+
+
+def _layer_output(call, l, last_unsorted, keep_cache):
+    """Where layer l writes y (T, B, D*H): (the user's (B, T, D*H) result or None, the internal view)."""
+    be, batch, dtype = call.be, call.batch, call.dtype
+    _, H, L, D = call.sizes
+    B, T = batch.B, batch.T
+    last = l == L - 1
+    if last and last_unsorted and not (batch.time_major or batch.unbatched):
+        pair = be.empty_batch_first((B, T, D * H), dtype)
         if pair is not None:
-            y_user, y = pair
-        elif keep_cache or (l == L - 1 and y_unsorted):
-            y = be.empty((T, B, D * H), dtype)          # cached, or the result
-        elif l == L - 1:
-            # copied into the user's order below: scratch, not new memory whose
-            # pages would fault in during the layer at every call
-            y = be.scratch("y_sorted", (T, B, D * H), dtype)
-        else:
-            y = be.scratch(f"y{l % 2}", (T, B, D * H), dtype)  # only the next layer reads it
-        directions = []
-        for d, p in enumerate(layer):
-            k = l * D + d
-            # the cache keeps its own copy; inference only reads the weights
-            W_ih, W_hh, b = ((be.copy_as if keep_cache else be.as_operand)(a, dtype) for a in p)
-            gates = be.empty((T, B, 4 * H), dtype) if keep_cache else None
-            cells = be.empty((T, B, H), dtype) if keep_cache else None
-            backwards = d == 1 or reverse
-            y_dir = y[:, :, d * H:(d + 1) * H]
-            if backwards:
-                # the cache keeps the reversed input; inference drops it after the layer
-                x_dir = (be.empty(inp.shape, dtype) if keep_cache
-                         else be.scratch("x_reversed", inp.shape, dtype))
-                be.reverse_sequences(inp, lengths, x_dir)
-                y_steps = be.scratch("y_steps", (T, B, H), dtype)
-            else:
-                x_dir, y_steps = inp, y_dir
-            be.forward_layer(x_dir, W_ih, W_hh, b, h0t[k], c0t[k], lengths,
-                             y_steps, h_n[k], c_n[k], gates, cells, order=y_order)
-            if backwards:
-                be.reverse_sequences(y_steps, lengths, y_dir)
-            if keep_cache:
-                directions.append(CachedDirection(x_dir, LSTMParams(W_ih, W_hh, b), h0t[k], c0t[k],
-                                                  gates, cells, backwards))
-        cache_layers.append(directions)
+            return pair        # the last layer writes straight into the result, saving a copy of y
+    if keep_cache or (last and last_unsorted):
+        return None, be.empty((T, B, D * H), dtype)          # cached, or the result
+    if last:
+        # copied into the user's order afterwards: scratch, not new memory whose
+        # pages would fault in during the layer at every call
+        return None, be.scratch("y_sorted", (T, B, D * H), dtype)
+    return None, be.scratch(f"y{l % 2}", (T, B, D * H), dtype)  # only the next layer reads it
+
+
+def _run_direction(call, l, d, inp, y, states, finals, keep_cache, y_order):
+    """Direction d of layer l from ``inp`` into its H columns of ``y``; its CachedDirection or None."""
+    be, dtype, lengths = call.be, call.dtype, call.batch.lengths
+    _, H, _, D = call.sizes
+    B, T = call.batch.B, call.batch.T
+    k = l * D + d
+    h0t, c0t = states
+    h_n, c_n = finals
+    # the cache keeps its own copy; inference only reads the weights
+    W_ih, W_hh, b = ((be.copy_as if keep_cache else be.as_operand)(a, dtype) for a in call.layers[l][d])
+    gates = be.empty((T, B, 4 * H), dtype) if keep_cache else None
+    cells = be.empty((T, B, H), dtype) if keep_cache else None
+    backwards = d == 1 or call.reverse
+    y_dir = y[:, :, d * H:(d + 1) * H]
+    if backwards:
+        # the cache keeps the reversed input; inference drops it after the layer
+        x_dir = (be.empty(inp.shape, dtype) if keep_cache
+                 else be.scratch("x_reversed", inp.shape, dtype))
+        be.reverse_sequences(inp, lengths, x_dir)
+        y_steps = be.scratch("y_steps", (T, B, H), dtype)
+    else:
+        x_dir, y_steps = inp, y_dir
+    be.forward_layer(x_dir, W_ih, W_hh, b, h0t[k], c0t[k], lengths,
+                     y_steps, h_n[k], c_n[k], gates, cells, order=y_order)
+    if backwards:
+        be.reverse_sequences(y_steps, lengths, y_dir)
+    if not keep_cache:
+        return None
+    return CachedDirection(x_dir, LSTMParams(W_ih, W_hh, b), h0t[k], c0t[k], gates, cells, backwards)
+
+
+def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite, keep_cache):
+    """Validate, bring x into the internal layout, run every layer and direction, hand back the results."""
+    call = _validated(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite)
+    be, batch, dtype, single, on_device = call.be, call.batch, call.dtype, call.single, call.on_device
+    I, H, L, D = call.sizes
+    inp, in_user_order = _first_input(call, keep_cache)
+    y_order = batch.order if in_user_order else None
+    last_unsorted = batch.order is None or in_user_order      # the last layer's y: no gather
+    states = [batch.states_in(be, s, single, L * D, H, dtype) for s in call.states]
+    finals = (be.empty((L * D, batch.B, H), dtype), be.empty((L * D, batch.B, H), dtype))
+    cache_layers = []
+    y_user = None
+    for l in range(L):
+        y_user, y = _layer_output(call, l, last_unsorted, keep_cache)
+        cache_layers.append([_run_direction(call, l, d, inp, y, states, finals, keep_cache, y_order)
+                             for d in range(D)])
         inp = y
 
     if y_user is not None:
@@ -268,10 +311,8 @@ def _run(x, params, h0, c0, lengths, reverse, time_major, backend, check_finite,
         y = be.to_user(inp, on_device)                  # time-major, in the caller's order
     else:
         y = batch.sequences_out(be, inp, on_device)
-    h_n, c_n = (batch.states_out(be, s, single, on_device) for s in (h_n, c_n))
-    cache = None
-    if keep_cache:
-        cache = LSTMCache(backend, cache_layers, batch, single, on_device, dtype, (I, H, L, D))
+    h_n, c_n = (batch.states_out(be, s, single, on_device) for s in finals)
+    cache = LSTMCache(call.backend, cache_layers, batch, single, on_device, dtype, call.sizes) if keep_cache else None
     return y, (h_n, c_n), cache
 
 

@@ -185,16 +185,31 @@ def lengths_array(lengths, B, T, unbatched):
         arr = np.asarray(lengths)
     except (TypeError, ValueError):
         fail("lengths", "an integer array-like", type(lengths).__name__, TypeError)
-    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
-        # np.asarray([]) is float64; an empty list is a fine set of lengths for B = 0
-        fail("lengths", "an integer array", f"dtype {arr.dtype}", TypeError)
+    # np.asarray([]) is float64; an empty list is a fine set of lengths for B = 0
+    lengths_dtype(arr.dtype, empty=arr.size == 0)
     if unbatched and arr.ndim == 0:
         arr = arr.reshape(1)
-    if arr.shape != (B,):
-        fail("lengths", f"shape ({B},), one length per sequence", f"shape {arr.shape}")
-    if B and (arr.min() < 0 or arr.max() > T):
-        fail("lengths", f"values in [0, T={T}]", f"values in [{arr.min()}, {arr.max()}]")
+    lengths_shape(arr.shape, B)
+    lengths_range(arr, T)
     return arr.astype(np.int64)
+
+
+def lengths_dtype(dtype, empty=False):
+    """Raise TypeError unless ``lengths`` of ``dtype`` hold integers (an empty float array passes)."""
+    if dtype.kind not in "iu" and not (empty and dtype.kind == "f"):
+        fail("lengths", "an integer array", f"dtype {dtype}", TypeError)
+
+
+def lengths_shape(shape, B):
+    """Raise ValueError unless ``lengths`` has one entry per sequence."""
+    if tuple(shape) != (B,):
+        fail("lengths", f"shape ({B},), one length per sequence", f"shape {tuple(shape)}")
+
+
+def lengths_range(arr, T):
+    """Raise ValueError unless every entry of the host array ``arr`` lies in [0, T]."""
+    if arr.size and (arr.min() < 0 or arr.max() > T):
+        fail("lengths", f"values in [0, T={T}]", f"values in [{arr.min()}, {arr.max()}]")
 
 
 def finite(named, backend):

@@ -88,11 +88,10 @@ def _chunk_lengths(lengths, t0, steps, T):
     """Valid steps of each row inside the time chunk [t0, t0 + steps)."""
     if lengths is None:
         return None
+    # a dask lengths' values are known only here, when its chunk is computed
     lengths = np.asarray(lengths)
-    if lengths.dtype.kind not in "iu":
-        v.fail("lengths", "an integer array", f"dtype {lengths.dtype}", TypeError)
-    if lengths.size and (lengths.min() < 0 or lengths.max() > T):
-        v.fail("lengths", f"values in [0, T={T}]", f"values in [{lengths.min()}, {lengths.max()}]")
+    v.lengths_dtype(lengths.dtype)
+    v.lengths_range(lengths, T)
     return np.clip(lengths.astype(np.int64) - t0, 0, steps)
 
 
@@ -135,12 +134,10 @@ def _dask_lengths(lengths, B, T, bchunks, unbatched):
         return None
     if not isinstance(lengths, da.Array):
         return da.from_array(v.lengths_array(lengths, B, T, unbatched), chunks=(bchunks,))
-    if lengths.dtype.kind not in "iu":
-        v.fail("lengths", "an integer array", f"dtype {lengths.dtype}", TypeError)
+    v.lengths_dtype(lengths.dtype)
     if unbatched and lengths.ndim == 0:
         lengths = lengths.reshape(1)
-    if lengths.shape != (B,):
-        v.fail("lengths", f"shape ({B},), one length per sequence", f"shape {lengths.shape}")
+    v.lengths_shape(lengths.shape, B)
     if lengths.chunks[0] != bchunks:
         v.fail("lengths", f"chunks {bchunks} along the batch axis, like x", f"chunks {lengths.chunks[0]}")
     return lengths
