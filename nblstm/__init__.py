@@ -31,7 +31,13 @@ _SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference")
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ImportError as exc:
+            # hasattr, dir() with getattr, and help() expect AttributeError; the message keeps the cause
+            hint = ' (the dask extra: pip install "nblstm[dask]")' if name == "dask" else ""
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}: importing "
+                                 f"{__name__}.{name} failed{hint}: {exc}") from exc
     if name == "show_config":                         # it imports the CPU backend
         return importlib.import_module(f"{__name__}._show_config").show_config
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

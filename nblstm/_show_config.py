@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import numbers
 import platform
 import sys
 
@@ -50,8 +51,10 @@ def show_config(B=None, H=None, *, file=None):
 
     Raises
     ------
+    TypeError
+        ``B`` or ``H`` is not an int.
     ValueError
-        Only one of ``B`` and ``H`` given, or one that is not a positive int.
+        Only one of ``B`` and ``H`` given, or one that is not positive.
 
     See Also
     --------
@@ -68,7 +71,11 @@ def show_config(B=None, H=None, *, file=None):
     if (B is None) != (H is None):
         raise ValueError(f"B, H: expected both or neither, got B={B!r}, H={H!r}")
     for name, value in (("B", B), ("H", H)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is None:
+            continue
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+        if value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
     ok, reason = cuda.available()
     cuda_line = "available" if ok else " ".join(reason.split())
@@ -81,6 +88,6 @@ def show_config(B=None, H=None, *, file=None):
         f"CUDA: {cuda_line} (numba-cuda {_version('numba-cuda')})",
     ]
     if B is not None:
-        lines.append(f"CPU path for (B, H) = ({B}, {H}): {cpu.choose_path(B, H)}")
+        lines.append(f"CPU path for (B, H) = ({B}, {H}): {cpu.choose_path(int(B), int(H))}")
     lines += ["nblstm.cpu.config:", *_knobs(cpu.config), "nblstm.cuda.config:", *_knobs(cuda.config)]
     print("\n".join(lines), file=sys.stdout if file is None else file)

@@ -96,9 +96,15 @@ def test_show_config_prints_what_a_call_would_use():
         nblstm.show_config(64)
     with pytest.raises(ValueError, match="^H: expected a positive int, got 0"):
         nblstm.show_config(64, 0)
+    with pytest.raises(TypeError, match="^B: expected an int, got float"):
+        nblstm.show_config(64.0, 8)
+    import numpy as np
+
+    out = io.StringIO()
+    nblstm.show_config(np.int64(2), np.int64(8), file=out)
+    assert "CPU path for (B, H) = (2, 8): " in out.getvalue()
 
 
-def test_version_is_the_installed_distributions():
-    import importlib.metadata
-
-    assert nblstm.__version__ == importlib.metadata.version("nblstm")
+def test_version_is_pyprojects():
+    declared = re.search(r'^version = "([^"]+)"$', (PAGE.parents[1] / "pyproject.toml").read_text(), re.M)
+    assert nblstm.__version__ == declared.group(1)

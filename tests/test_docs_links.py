@@ -99,3 +99,32 @@ def test_cuda_is_reachable_without_numba_cuda():
     names = ["nblstm.cuda", "nblstm.cuda.available", "nblstm.cuda.config", "nblstm.cpu.config.path"]
     # as if the cuda extra were not installed
     assert _missing_after_import(names, before='sys.modules["numba_cuda"] = None') == []
+
+
+HELP_WITHOUT_EXTRAS = textwrap.dedent('''
+    import contextlib
+    import io
+    import sys
+
+    sys.modules["dask"] = None                  # as if the dask extra were not installed
+    import nblstm
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        help(nblstm)
+    assert not hasattr(nblstm, "dask")
+    try:
+        nblstm.dask
+    except AttributeError as exc:
+        assert 'pip install "nblstm[dask]"' in str(exc), str(exc)
+    print("ok")
+''')
+
+
+@pytest.mark.slow
+def test_help_and_hasattr_work_without_an_extra():
+    """The lazy names raised ModuleNotFoundError from hasattr(nblstm, "dask") and help(nblstm) without dask."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-c", HELP_WITHOUT_EXTRAS], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr[-3000:]

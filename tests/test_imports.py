@@ -32,9 +32,12 @@ def _base(module, node):
     return f"{package}.{node.module}" if node.module else package
 
 
-def _imports(module):
-    """(target module, imported private name or None, in a function) for each nblstm import of ``module``."""
-    tree = ast.parse(MODULES[module].read_text())
+def _imports(module, source=None):
+    """(target module, imported private name or None, in a function) for each nblstm import of ``module``.
+
+    ``source`` is the module's text (read from its file if None).
+    """
+    tree = ast.parse(MODULES[module].read_text() if source is None else source)
     in_function = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -100,6 +103,11 @@ def test_the_analysis_sees_a_cycle_and_a_private_import():
     assert _base("nblstm.cpu.slices", node) == "nblstm.cpu.forward"
     assert _base("nblstm.cpu", ast.parse("from .plan import plan").body[0]) == "nblstm.cpu.plan"
     assert _base("nblstm.jit", ast.parse("from .cpu._jit import kernel").body[0]) == "nblstm.cpu._jit"
+    found = list(_imports("nblstm.cpu.slices", "from .forward import _activate_tile, forward_layer\n"
+                                               "def f():\n    from . import slices\n"))
+    assert found == [("nblstm.cpu.forward", "_activate_tile", False), ("nblstm.cpu.forward", None, False),
+                     ("nblstm.cpu.slices", None, True)]
+    assert list(_imports("nblstm.jit", "from .cpu import _jit\n")) == [("nblstm.cpu._jit", None, False)]
 
 
 def test_no_import_cycle():

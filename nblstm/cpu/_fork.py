@@ -20,8 +20,9 @@ starts while a fork waits waits for that fork (in ``Lock.acquire``, which also
 releases the GIL); a fork waits at most for the layers in flight, each of
 which ends by itself.
 
-Layers do not nest: a thread inside the gate never enters it again (it would
-wait for a fork that waits for it).
+A thread already inside the gate passes through it again without waiting (a
+finalizer or a signal handler may call nblstm in the middle of a layer), and
+a fork started by such a thread does not wait: it would wait for itself.
 """
 import os
 import threading
@@ -40,34 +41,53 @@ class _LayersInFlight:
         # held by a forking thread from its before-fork handler to the fork's end,
         # and by an entering layer only while it counts itself in
         self._gate = threading.Lock()
-        # one item per layer in flight: list.append and list.pop are atomic under the GIL
+        # one item per thread inside: list.append and list.pop are atomic under the GIL
         self._inside = []
+        # per thread: how deep inside the gate it is, and whether its fork holds the gate
+        self._local = threading.local()
 
     def __enter__(self):
-        with self._gate:
-            self._inside.append(None)
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            with self._gate:
+                self._inside.append(None)
+        local.depth = depth + 1
         return self
 
     def __exit__(self, *exc):
-        self._inside.pop()
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            self._inside.pop()
         return False
 
     def in_flight(self):
-        """How many layers run now, in all threads of the process."""
+        """How many threads are inside a layer now, in the whole process."""
         return len(self._inside)
 
     def _before_fork(self):
+        local = self._local
+        local.holds_gate = False
+        if getattr(local, "depth", 0):
+            return                      # forking from inside a layer: waiting would never end
         self._gate.acquire()
+        local.holds_gate = True
         while self._inside:
             time.sleep(self.POLL)
 
     def _after_fork(self):
-        self._gate.release()
+        local = self._local
+        if getattr(local, "holds_gate", False):
+            local.holds_gate = False
+            self._gate.release()
 
     def _after_fork_in_child(self):
-        # the threads that could have entered do not exist in the child
-        self._inside.clear()
-        self._gate.release()
+        # only the forking thread exists in the child: the others' entries go, and so
+        # does any hold on the gate (a fresh lock, as threading does for its own locks)
+        self._inside[:] = [None] if getattr(self._local, "depth", 0) else []
+        self._local.holds_gate = False
+        self._gate = threading.Lock()
 
 
 #: the gate every CPU layer runs inside (see the module's docstring)

@@ -79,7 +79,7 @@ def gates_backward_tile(t, r, j0, j1, gates, cells, h0, c0, dy, dh, dh_offset, d
     Reads dL/dh_t, dL/dc_t (from step t+1) in ``dh[:, dh_offset:]``, ``dc``;
     writes dL/dz_t to ``dZ[t, r]``, h_{t-1} to ``h_prev[t, r]`` and dL/dc_{t-1}
     to ``dc``. Loops run over slices from index 0 of rows typed contiguous, so
-    that they vectorise (see forward.activate_tile).
+    that they vectorise (see activate_tile).
     """
     H = cells.shape[2]
     m = j1 - j0

@@ -87,13 +87,20 @@ def require():
 
 def __getattr__(name):
     # The protocol functions and the modules import numba.cuda, so they are loaded on first use only.
+    module = name if name in _SUBMODULES else _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        loaded = importlib.import_module(f"{__name__}.{module}")
+    except ImportError as exc:
+        # hasattr, dir() with getattr, and help() expect AttributeError; the message keeps the cause
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}: it needs numba-cuda "
+                             f"({INSTALL_HINT}): {exc}") from exc
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _MODULE_OF:
-        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return loaded
+    value = getattr(loaded, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__():
