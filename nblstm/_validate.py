@@ -7,6 +7,7 @@ raise ValueError, dtypes TypeError.
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +37,9 @@ class Stack(NamedTuple):
     hidden_size: int
     num_directions: int
 
+
+#: NumPy's warning for an array made from a ragged nested list (NumPy < 1.24; an error from 1.24)
+_RAGGED_WARNING = getattr(getattr(np, "exceptions", np), "VisibleDeprecationWarning", DeprecationWarning)
 
 def fail(name, expected, got, error=ValueError):
     raise error(f"{name}: expected {expected}, got {got}")
@@ -76,8 +80,15 @@ def array(name, a, backend):
         fail(name, "an array", "None", TypeError)
     not_masked(name, a)
     try:
-        arr = backend.asarray(a)
-    except (TypeError, ValueError) as exc:
+        if isinstance(a, (list, tuple)):
+            # NumPy < 1.24 warns about a ragged list (and makes an object array) where later
+            # versions raise ValueError: the same error on every NumPy
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", _RAGGED_WARNING)
+                arr = backend.asarray(a)
+        else:
+            arr = backend.asarray(a)
+    except (TypeError, ValueError, _RAGGED_WARNING) as exc:
         fail(name, "an array", f"{type(a).__name__} ({exc})", TypeError)
     float_dtype(name, arr.dtype)
     return arr
