@@ -104,7 +104,7 @@ def _pack(layers):
 
 _TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 #: an nn.LSTM's key under some prefix (``lstm.weight_ih_l0`` in a model's state_dict)
-_PREFIXED_TORCH_KEY = re.compile(r"^(.+?)(?:weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l\d+(?:_reverse)?$")
+_PREFIXED_TORCH_KEY = re.compile(r"^(.+?)" + _TORCH_KEY.pattern[1:])
 
 
 def _prefix_hint(keys):
