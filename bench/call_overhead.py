@@ -1,4 +1,4 @@
-"""Call overhead: the cost of small calls (issue 14), against torch.nn.LSTMCell in the same run.
+"""Call overhead: the cost of small calls and of nblstm.jit, against torch.nn.LSTMCell in the same run.
 
     python bench/call_overhead.py                 # both dtypes, every row
     python bench/call_overhead.py --dtypes float32 --blocks 9

@@ -1,8 +1,9 @@
-"""The targets of issue 13 (and those of issue 4 that still hold), read from a run's results.
+"""The CPU targets (speed against torch, lengths, load, start-up, memory), read from a run's results.
 
 Every ratio is nblstm / torch in the steady state (median of the calls after
 the first of each block), both timed in the same run. Each target gives one
-row: (title, what was measured, verdict, detail lines).
+row: (title, what was measured, verdict, detail lines). bench/README.md lists the
+targets; docs/performance.md says where each stands and what binds it.
 """
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def evaluate(res):
                  "NOT MEASURED" if worst is None else ("MET" if worst[0] <= 0.8 else "MISSED"),
                  details))
 
-    # the reference, informative since issue 13
+    # the speed-up over the NumPy reference: informative only
     details, worst = [], None
     for dtype in bc.DTYPES:
         for mode in bc.MODES:

@@ -8,7 +8,7 @@ same configuration, dtype and mode share a benchmark group, so the report
 compares the implementations side by side. Compilation and the first,
 thread-waking calls happen before the timed rounds. Torch tests are skipped
 when torch is not installed. For ratios measured in one interleaved run, and
-the targets of issue 4, use ``python bench/compare.py``.
+the targets (bench/README.md), use ``python bench/compare.py``.
 
 Not collected by a plain ``python -m pytest`` (testpaths is ``tests`` and ``README.md``).
 """

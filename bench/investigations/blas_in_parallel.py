@@ -15,7 +15,7 @@ product ``a (M x K) @ W_k (K x N)`` for k = 0, 1 (two column blocks of a step's
 and repeats ``prange`` under numba's ``workqueue`` threading layer and with
 ``OMP_WAIT_POLICY=passive``, each in a fresh process (both must be set before
 the threading layer starts). Prints ms per 100 steps (median of 7 samples).
-bench/notes.md quotes it.
+docs/performance.md quotes it (#no-blas-in-numba-threads).
 """
 import os
 import statistics

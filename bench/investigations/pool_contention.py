@@ -11,7 +11,7 @@ samples of 20 back-to-back calls, 0.1 s pause before each sample) for:
 - lstm alone and lstm alternated with a NumPy 256 x 256 matrix product, on
   each path.
 
-docs/threads.md and bench/notes.md quote this script.
+docs/threads.md and docs/performance.md (#one-pool-per-call) quote this script.
 """
 import statistics
 import sys
