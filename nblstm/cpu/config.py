@@ -23,8 +23,9 @@ PATHS = ("serial", "tiles", "blas", "slices")
 class CPUConfig(Knobs):
     """Tuning of the CPU kernels.
 
-    The defaults were chosen with ``python bench/cpu_paths.py`` (the three
-    paths timed on one shape) on the 2-core machine the benchmarks run on.
+    The defaults were chosen with ``python bench/cpu_paths.py`` (the paths
+    timed on one shape) on the 2-core machine the benchmarks run on; each is
+    held by a measurement in docs/performance.md#path-choice and the rows after it.
 
     Attributes
     ----------
@@ -70,8 +71,8 @@ class CPUConfig(Knobs):
     row_blocks_min_work : int
         ``B * H * 4H`` from which, where MKL is installed and H is at most
         ``row_blocks_max_H``, a step takes those blocks (``"slices"``) instead
-        of ``"tiles"``: at (4, 50, 8, 16) the tiles were faster (0.10 against
-        0.12 ms), at (16, 50, 32, 64) the blocks (0.54 against 0.79 ms).
+        of ``"tiles"``: below it the tiles are faster, above it the blocks
+        (docs/performance.md#row-blocks).
     block_rows : int
         Most batch rows per such block. Results depend on it with MKL, never
         on the thread count.

@@ -7,8 +7,8 @@ step kernels took more than a third of the cold compile. These loops compile
 in a fraction of that and run as fast.
 
 A transposing copy (``a[...] = b.T``) reads or writes one element per cache
-line: NumPy's took 4.6 ms for a (512, 2048) float32 array, 0.9 GB/s.
-:func:`transpose_rows` moves a block of :data:`TRANSPOSE_ROWS` rows at a
+line, which leaves NumPy's far below the memory's bandwidth
+(docs/performance.md#packing-blocked). :func:`transpose_rows` moves a block of :data:`TRANSPOSE_ROWS` rows at a
 time, so that each line read from the source fills that many rows of the
 destination, and :func:`transpose` spreads the blocks over numba's threads.
 """
@@ -66,7 +66,7 @@ def _transpose(src, dst):
 
 
 #: elements below which :func:`transpose` leaves the copy to NumPy: the array is
-#: in cache, and a parallel region costs more (11 against 3 us at (256, 32) float32)
+#: in cache, and a parallel region costs more (docs/performance.md#transpose-min-size)
 _TRANSPOSE_MIN_SIZE = 1 << 15
 
 

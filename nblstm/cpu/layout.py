@@ -92,9 +92,9 @@ def from_internal(a, order, time_major, on_device=False):
     The gather runs on numba's threads unless BLAS's ran the last layer
     (:func:`nblstm.cpu.plan.numba_ran_last`): whichever pool ran the layers
     is still spinning. Right after a numba parallel region the calling thread
-    alone took 5x as long (0.5 ms for a float32 (100, 32, 64) y) as in
-    isolation; right after BLAS's threads ran, a numba region would wait for a
-    core instead (numba issue 6933).
+    alone is several times slower than in isolation; right after BLAS's
+    threads ran, a numba region would wait for a core instead (numba issue
+    6933; docs/performance.md#parallel-gather).
     """
     if order is None:
         if time_major:
@@ -103,8 +103,8 @@ def from_internal(a, order, time_major, on_device=False):
         return swapped if swapped.flags.c_contiguous else copy_as(swapped, a.dtype)
     T, B, F = a.shape
     out = workspace.empty((T, B, F) if time_major else (B, T, F), a.dtype)
-    # one pass straight into the user's layout; NumPy's scatter and then a transposing
-    # copy took 2 ms a call for a float64 (100, 32, 64) y in the profile of the lengths case
+    # one pass straight into the user's layout, not NumPy's scatter and then a transposing
+    # copy (docs/performance.md#one-pass-gather)
     scatter_rows(a, order, out if time_major else out.swapaxes(0, 1))
     return out
 

@@ -10,7 +10,7 @@ BLAS product nblstm makes, in host code or in a kernel, goes through
 Loops: the ``"serial"`` and ``"tiles"`` paths compute every product with
 :func:`add_products` instead of BLAS: BLAS's worker threads keep spinning after
 a call, and a numba parallel region that starts while they spin waits for a
-core (about 8 ms on two cores, numba issue 6933). Without BLAS those paths
+core (numba issue 6933; docs/performance.md#one-pool-per-call). Without BLAS those paths
 never share the cores with a second thread pool, in one call or across calls.
 
 Each output element of :func:`add_products` is summed over ``k`` in increasing

@@ -70,8 +70,8 @@ def _pack_forward(W_ih, W_hh, b, units, Wf, bf):
 
     A task is (slice, block of :data:`elementwise.TRANSPOSE_ROWS` rows of
     ``Wf``). Element by element the packing read a cache line of W per
-    element: 0.34 ms at (I, H) = (128, 256) and 3.3 ms at (512, 512) float32
-    in NumPy's copies, 0.15 and 0.9 ms this way on two threads.
+    element; NumPy's copies took several times as long as these blocks on
+    two threads (docs/performance.md#packing-blocked).
     """
     I = W_ih.shape[1]
     H = W_hh.shape[1]

@@ -23,7 +23,7 @@ def activate_tile(z, j0, j1, c_row, h_row):
     units. Every loop runs over a slice from index 0: numba then knows no index
     is negative, drops its wrap-around check and LLVM vectorises the loop. The
     rows must be typed contiguous (``a[r]`` or ``a[r][k:]``, not ``a[:, k:][r]``):
-    on a strided row the loops do not vectorise and the step ran 1.5-2x slower.
+    on a strided row the loops do not vectorise (docs/performance.md#contiguous-rows).
     """
     H = c_row.shape[0]
     m = j1 - j0
@@ -53,8 +53,8 @@ def store_tile(t, r, y_row, j0, j1, h_row, c_row, y, cells, keep_cache, last_ste
     """Write step t's h (and c) of row r, units j0:j1, to y (its row ``y_row``), the cache and the final state.
 
     Inlined in numba's IR: called once per row and step, a call passed its six
-    arrays as dozens of scalars, and the row blocks' kernel at (32, 50, 32, 64)
-    float32 ran 4 % faster without it (0.481 against 0.503 ms).
+    arrays as dozens of scalars, and the row blocks' kernel ran faster without
+    it (docs/performance.md#store-inlined).
     """
     h, c = h_row[j0:j1], c_row[j0:j1]
     copy_row(y[t, y_row, j0:j1], h)

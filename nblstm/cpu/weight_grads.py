@@ -136,8 +136,8 @@ def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
 
 
 #: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number: the shapes, and so
-#: MKL's order of sums, must not depend on the thread count). On one core at
-#: (64, 100, 128, 256) float32: 2 blocks 37 ms, 8 blocks 52 ms (OpenBLAS: 40 ms)
+#: MKL's order of sums, must not depend on the thread count). Two beat more blocks
+#: and OpenBLAS's single product (docs/performance.md#mkl-weight-grads)
 _GRAD_COLUMN_BLOCKS = 2
 
 
@@ -148,8 +148,9 @@ def _weight_grads_mkl(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T, gemm_ptr):
     One task per (block of dZ's columns, operand): ``operand[seg]ᵀ @ dZ[seg, cols]``
     summed over the segments of running rows in order. The outputs are
     transposed, (I, 4H) and (H, 4H), C-contiguous and zero on entry: the
-    products then read x and h_{t-1} along their rows (MKL took 3x as long
-    for ``dZ[seg, cols]ᵀ @ x[seg]`` in slices of 64 gate rows).
+    products then read x and h_{t-1} along their rows, which MKL does much
+    faster than ``dZ[seg, rows]ᵀ @ x[seg]`` in tasks of gate rows
+    (docs/performance.md#mkl-weight-grads).
     """
     H4 = dZ.shape[1]
     per_block = -(-H4 // _GRAD_COLUMN_BLOCKS)

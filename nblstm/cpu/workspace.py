@@ -5,11 +5,10 @@
 :func:`scratch` keeps its arrays.
 
 A large array that NumPy allocates afresh is often memory new to the process:
-each of its pages faults when first written, about 1.5 µs a page on the 2-core
-VM we measure on, and glibc hands freed memory of that size back to the system,
-so every call faulted its scratch in again. Training at (B, T, I, H) =
-(32, 50, 32, 64) float32 took 5.1-5.4 ms a call that way and 3.4-3.6 ms with
-the backward's scratch kept (`python bench/investigations/scratch_reuse.py`).
+each of its pages faults when first written, and glibc hands freed memory of
+that size back to the system, so every call faulted its scratch in again;
+keeping the backward's scratch makes a small training call much faster
+(docs/performance.md#scratch-kept).
 
 Only arrays that never leave a call are kept: the backward's dL/dz and h_{t-1}
 for all steps, the inference projection buffer of the ``"blas"`` path, the
@@ -28,11 +27,10 @@ nblstm at once), per name and dtype, and grow to the largest request up to
 :func:`empty` also serves the arrays that leave a call (the cache, results),
 and a large one may be memory that an earlier result held. glibc maps blocks
 above 32 MiB afresh at every allocation and unmaps them when freed (smaller
-ones too when it trims its heap), so a float64 training loop at (B, T, I, H) =
-(64, 50, 512, 512) faulted its cache in again at every call: 335 ms a call
-against 288 with the memory reused, 333 against 281 where the caller keeps the
-previous cache until the next forward returns
-(``bench/investigations/recycling.py``, docs/memory.md). An array of at least
+ones too when it trims its heap), so a large float64 training loop faulted
+its cache in again at every call, whether or not the caller keeps the previous
+cache until the next forward returns (docs/performance.md#recycling,
+docs/memory.md). An array of at least
 ``config.recycle_min_bytes`` is cut from a buffer the process keeps; a buffer
 is handed out again only when nothing but this module refers to it (its
 reference count: every view of it, a view of a view, a memoryview, a cache
