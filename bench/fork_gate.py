@@ -25,7 +25,7 @@ import harness  # noqa: E402
 
 import nblstm  # noqa: E402
 from nblstm import _lean  # noqa: E402
-from nblstm.cpu import _fork, backward, forward  # noqa: E402
+from nblstm.cpu import _fork, layers  # noqa: E402
 
 import bench_common as bc  # noqa: E402
 
@@ -39,7 +39,7 @@ class _Bare:
 
 
 def _use(gate):
-    forward.layers_in_flight = backward.layers_in_flight = gate
+    layers.layers_in_flight = gate
     _lean._cpu()
     _lean._CPU = _lean._CPU[:3] + (gate,)
 

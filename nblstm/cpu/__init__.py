@@ -7,8 +7,9 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``plan``            the step path and the parallel tiling for a layer's sizes
 ``layout``          the boundary: user arrays <-> the kernels' (T, B, F) layout
 ``workspace``       where arrays come from; scratch kept between calls
-``forward``         ``forward_layer`` and its kernels
-``backward``        ``backward_layer`` (BPTT) and its kernels
+``layers``          ``forward_layer``, ``backward_layer``: plan, then the plan's driver
+``forward``         the forward drivers of the numba-loop and BLAS paths, and their kernels
+``backward``        their backward (BPTT) drivers and kernels
 ``step``            the per-row step math every path shares (gates, store, padding)
 ``weight_grads``    the weight gradients: products over all steps (numba, MKL)
 ``activations``     the gate math of :mod:`nblstm._math`, compiled
@@ -23,10 +24,9 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ==================  ==========================================================
 """
 from .._protocol import PROTOCOL
-from .backward import backward_layer
 from .config import config
 from .elementwise import add
-from .forward import forward_layer
+from .layers import backward_layer, forward_layer
 from .layout import (
     as_operand,
     asarray,

@@ -1,22 +1,23 @@
-"""CPU backpropagation through time for one LSTM layer.
+"""CPU backward drivers (backpropagation through time) of the ``"serial"``, ``"tiles"`` and ``"blas"`` paths.
 
 A serial loop over time from the last step to the first. Each step is the
 fused element-wise gate backward, which writes ``dZ_t`` and ``h_{t-1}``, then
-the product with ``dZ_t``, in one of the forward pass's four ways (``path``):
+the product with ``dZ_t``, in the way of the forward driver of the same name
+(:mod:`nblstm.cpu.layers` picks it by the layer's plan):
 
-- ``"tiles"``: parallel tiles of (batch rows, hidden units) with numba
-  products; the step's product is ``[dx_t | dh_{t-1}] = dZ_t [W_ih | W_hh]``,
-  rows of I + H (a separate ``dZ W_ih`` would run along rows of only I).
-  As in the forward pass, groups of whole rows each walk back through time
-  on their own, and tiles of part of a row meet at barriers every step;
+- ``"tiles"`` and ``"row_groups"``: parallel tiles of (batch rows, hidden
+  units) with numba products; the step's product is ``[dx_t | dh_{t-1}] =
+  dZ_t [W_ih | W_hh]``, rows of I + H (a separate ``dZ W_ih`` would run along
+  rows of only I). As in the forward pass, groups of whole rows each walk
+  back through time on their own, and tiles of part of a row meet at
+  barriers every step;
 - ``"serial"``: the same as one tile on the calling thread;
 - ``"blas"``: ``dh_{t-1} = dZ_t W_hh`` as one BLAS product per step, the
-  element-wise part on the calling thread, and dx as one product after the loop;
-- ``"slices"``: per slice of hidden units, step t+1's product for the slice's
-  dh columns, then step t's gate backward on those units (:mod:`nblstm.cpu.slices`).
+  element-wise part on the calling thread, and dx as one product after the loop.
 
+The ``"slices"`` path's backward drivers are in :mod:`nblstm.cpu.slices`.
 After the loop come the weight gradients, products over all steps at once: BLAS
-on the ``"blas"`` path, ``weight_grads.weight_grads_numba`` (numba, parallel) on the others, so
+in the ``"blas"`` driver, ``weight_grads.weight_grads_numba`` (numba, parallel) in the others, so
 that those never call BLAS (see forward.py). Each element is summed in a fixed
 order, so results do not depend on the thread count.
 """
@@ -24,16 +25,14 @@ import numpy as np
 from numba import prange
 
 from .._batch import running_rows
-from . import plan, slices, workspace
-from ._fork import layers_in_flight
+from . import workspace
 from ._jit import kernel
-from .config import config
 from .elementwise import copy_row, zero_row
 from .matmul import add_products, gemm
 from .step import clear_padded, gates_backward_tile
 from .weight_grads import weight_grads_numba
 
-__all__ = ["backward_layer"]
+__all__ = ["backward_serial", "backward_tiles", "backward_row_groups", "backward_blas"]
 
 
 @kernel
@@ -148,110 +147,133 @@ def _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W_bwd, n_active, d
 
 
 @kernel
-def _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc, dZ, h_prev,
-                                dx, use_blas):
+def _recurrence_backward_serial(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, dc, dZ, h_prev, dx):
     """The steps of ``_recurrence_backward_tiles`` on the calling thread, one tile per step.
 
-    With ``use_blas`` (the ``"blas"`` path), ``W`` is ``W_hh``, ``dxh`` is just
-    dh (B, H), and ``dh_{t-1} = W_hh^T dz_t`` for all rows is one BLAS product
-    per step, BLAS's threads being the parallelism; dx is left to one product
-    after the loop. Without it (``"serial"``) the arguments are as for
-    ``_recurrence_backward_tiles`` and no BLAS is called.
+    Arguments as for ``_recurrence_backward_tiles``; no BLAS call.
     """
     T, B, H4 = gates.shape
     H = H4 // 4
-    dh_offset = dxh.shape[1] - H
+    I = dx.shape[2]
     first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
     for t in range(T - 1, -1, -1):
         n = n_active[t]
         for r in range(n):
-            gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, dh_offset, dc, dZ,
+            gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dxh, I, dc, dZ, h_prev)
+        clear_padded(t, n, B, dZ, h_prev, dx)
+        _dxh_tile(t, first, n, first, I + H, dZ, W_bwd, dxh, dx)
+
+
+@kernel
+def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, dZ, h_prev, dx):
+    """The steps backwards with ``dh_{t-1} = W_hh^T dz_t`` as one BLAS product per step for all rows.
+
+    BLAS's threads are the parallelism (the ``"blas"`` path); the gate
+    backward runs on the calling thread. ``dh`` (B, H) holds dL/dh_n on
+    entry and dL/dh0 on exit; dx is left to one product after the loop (its
+    padded steps are set to 0 here). The other arguments are as for
+    ``_recurrence_backward_tiles``.
+    """
+    T, B, H4 = gates.shape
+    H = H4 // 4
+    first = np.int64(0)    # typed, not a literal 0: see _jit.py, "Literal arguments"
+    no_offset = np.int64(0)
+    for t in range(T - 1, -1, -1):
+        n = n_active[t]
+        for r in range(n):
+            gates_backward_tile(t, r, first, H, gates, cells, h0, c0, dy, dh, no_offset, dc, dZ,
                                  h_prev)
         clear_padded(t, n, B, dZ, h_prev, dx)
-        if not use_blas:
-            _dxh_tile(t, first, n, first, dxh.shape[1], dZ, W, dxh, dx)
-        elif n > 0:
-            np.dot(dZ[t, :n], W, dxh[:n])
+        if n > 0:
+            np.dot(dZ[t, :n], W_hh, dh[:n])
 
 
-def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0):
-    """Gradients of one forward-direction layer (the protocol's ``backward_layer``, docs/backends.md).
+def _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+                 steps):
+    """Run ``steps`` and the weight gradients of a numba-loop driver (``"serial"``, ``"tiles"``).
 
-    Chooses the path and the tiling as :func:`nblstm.cpu.forward.forward_layer`
-    does for the same sizes (on the ``"slices"`` path, wider slices of units:
-    :func:`nblstm.cpu.plan.slice_units`), and walks the steps backwards.
-
-    Parameters
-    ----------
-    x : ndarray, shape (T, B, I)
-        The layer's input, as given to ``forward_layer``.
-    W_ih, W_hh : ndarray, shapes (4H, I), (4H, H)
-        Layer weights.
-    h0, c0 : ndarray, shape (B, H)
-        Initial state.
-    lengths : ndarray of int64, shape (B,)
-        Non-increasing valid lengths.
-    gates, cells : ndarray, shapes (T, B, 4H), (T, B, H)
-        The cache written by ``forward_layer``.
-    dy : ndarray, shape (T, B, H)
-        dL/dy (may be a strided view).
-    dh_n, dc_n : ndarray, shape (B, H)
-        dL/dh_n, dL/dc_n.
-    dx : ndarray, shape (T, B, I)
-        Output dL/dx, exactly 0 at padded steps.
-    dW_ih, dW_hh, db : ndarray, shapes (4H, I), (4H, H), (4H,)
-        Output weight gradients (overwritten).
-    dh0, dc0 : ndarray, shape (B, H)
-        Output dL/dh0, dL/dc0.
+    ``steps(dy, W_bwd, n_active, dxh, dc, dZ, h_prev)`` calls one of the
+    recurrence kernels with those and the cache; ``W_bwd`` is ``[W_ih |
+    W_hh]`` and ``dxh`` holds ``[dx_t | dh]`` per row. The weight gradients
+    are products over all steps in numba (``weight_grads_numba``), so that
+    these drivers never call BLAS (see forward.py).
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
-    layer = plan.layer_plan(B, H, gates.dtype.itemsize, backward=True)
-    with layers_in_flight, layer as (path, row_block, unit_block, row_groups):
-        if path == "slices":
-            slices.backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                                  dx, dW_ih, dW_hh, db, dh0, dc0, units=unit_block,
-                                  rows=row_block, route=config.slices_gemm)
-            return
-        dc0[...] = dc_n
-        n_active = running_rows(lengths, T)
-        dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
-        h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
-        use_blas = path == "blas"
-        # dy is often a strided view of the caller's array; typed contiguous, the gate
-        # loops vectorise (the recurrence ran 1.4-1.5x faster for one copy of dy)
-        dy = np.ascontiguousarray(dy)
-        if use_blas:
-            dh0[...] = dh_n
-            W, dxh = W_hh, dh0                                      # dh alone; dx after the loop
-        else:
-            W = np.empty((4 * H, I + H), W_hh.dtype)                # [W_ih | W_hh], C-contiguous
-            W[:, :I] = W_ih
-            W[:, I:] = W_hh
-            dxh = np.empty((B, I + H), dh0.dtype)                   # [dx_t | dh] per row
-            dxh[:, I:] = dh_n
-        if T > 0 and B > 0:
-            if path == "tiles" and row_groups > 0:
-                _recurrence_backward_row_groups(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                                h_prev, dx, row_block, row_groups)
-            elif path == "tiles":
-                _recurrence_backward_tiles(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                           h_prev, dx, row_block, unit_block)
-            else:
-                _recurrence_backward_serial(gates, cells, h0, c0, dy, W, n_active, dxh, dc0, dZ,
-                                            h_prev, dx, use_blas)
-        if not use_blas:
-            dh0[...] = dxh[:, I:]
-        dZ_flat = dZ.reshape(T * B, 4 * H)
-        x_flat = np.ascontiguousarray(x).reshape(T * B, I)
-        # With check_finite=False a non-finite input is the caller's choice: it propagates
-        # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
-        with np.errstate(all="ignore"):
-            np.sum(dZ_flat, axis=0, out=db)                         # db = Σ_t dz_t
-            if use_blas:
-                gemm(dZ_flat.T, x_flat, dW_ih)                      # dW_ih = Σ_t dz_t x_tᵀ
-                gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)    # dW_hh = Σ_t dz_t h_{t-1}ᵀ
-                gemm(dZ_flat, W_ih, dx.reshape(T * B, I))           # dx_t = W_ihᵀ dz_t
-            else:
-                weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
+    dc0[...] = dc_n
+    n_active = running_rows(lengths, T)
+    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
+    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
+    W_bwd = np.empty((4 * H, I + H), W_hh.dtype)                 # [W_ih | W_hh], C-contiguous
+    W_bwd[:, :I] = W_ih
+    W_bwd[:, I:] = W_hh
+    dxh = np.empty((B, I + H), dh0.dtype)
+    dxh[:, I:] = dh_n
+    if T > 0 and B > 0:
+        # typed contiguous, the gate loops vectorise (docs/performance.md#contiguous-dy)
+        steps(np.ascontiguousarray(dy), W_bwd, n_active, dxh, dc0, dZ, h_prev)
+    dh0[...] = dxh[:, I:]
+    dZ_flat = dZ.reshape(T * B, 4 * H)
+    # With check_finite=False a non-finite input is the caller's choice: it propagates
+    # as Inf/NaN, it is not a warning (filterwarnings="error" pipelines would crash).
+    with np.errstate(all="ignore"):
+        np.sum(dZ_flat, axis=0, out=db)                          # db = Σ_t dz_t
+        weight_grads_numba(dZ_flat, np.ascontiguousarray(x).reshape(T * B, I),
+                           h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
+
+
+def backward_serial(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                    dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"serial"`` driver: every step on the calling thread (``_recurrence_backward_serial``).
+
+    The arguments of :func:`nblstm.cpu.layers.backward_layer`, with T and B
+    positive, and the layer's :class:`nblstm.cpu.plan.Plan` ``p``.
+    """
+    _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+                 lambda dy, *rest: _recurrence_backward_serial(gates, cells, h0, c0, dy, *rest, dx))
+
+
+def backward_tiles(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                   dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"tiles"`` driver: tiles of ``p.rows`` rows by ``p.units`` units, barriers every step.
+
+    Arguments as for :func:`backward_serial`.
+    """
+    _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+                 lambda dy, *rest: _recurrence_backward_tiles(gates, cells, h0, c0, dy, *rest, dx,
+                                                              p.rows, p.units))
+
+
+def backward_row_groups(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                        dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"row_groups"`` driver: ``p.groups`` groups of blocks of ``p.rows`` whole rows, no barrier.
+
+    Arguments as for :func:`backward_serial`.
+    """
+    _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+                 lambda dy, *rest: _recurrence_backward_row_groups(gates, cells, h0, c0, dy, *rest,
+                                                                   dx, p.rows, p.groups))
+
+
+def backward_blas(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                  dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"blas"`` driver: one BLAS product per step, the weight gradients and dx by BLAS after the loop.
+
+    Arguments as for :func:`backward_serial`.
+    """
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    dc0[...] = dc_n
+    dh0[...] = dh_n
+    n_active = running_rows(lengths, T)
+    dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
+    h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
+    if T > 0 and B > 0:
+        _recurrence_backward_blas(gates, cells, h0, c0, np.ascontiguousarray(dy), W_hh, n_active,
+                                  dh0, dc0, dZ, h_prev, dx)
+    dZ_flat = dZ.reshape(T * B, 4 * H)
+    with np.errstate(all="ignore"):                              # as in _numba_loops
+        np.sum(dZ_flat, axis=0, out=db)                          # db = Σ_t dz_t
+        gemm(dZ_flat.T, np.ascontiguousarray(x).reshape(T * B, I), dW_ih)   # Σ_t dz_t x_tᵀ
+        gemm(dZ_flat.T, h_prev.reshape(T * B, H), dW_hh)         # dW_hh = Σ_t dz_t h_{t-1}ᵀ
+        gemm(dZ_flat, W_ih, dx.reshape(T * B, I))                # dx_t = W_ihᵀ dz_t

@@ -1,46 +1,42 @@
-"""CPU forward pass of one LSTM layer (forward direction, batch sorted by length).
+"""CPU forward drivers of the ``"serial"``, ``"tiles"`` and ``"blas"`` paths (one layer, batch sorted by length).
 
 A serial loop over time; each step computes ``z = b + W_ih x_t + W_hh h_{t-1}``
-and the fused gate and cell update, in one of four ways (``path``, chosen by
-size in :func:`nblstm.cpu.plan.choose_path`):
+and the fused gate and cell update. :mod:`nblstm.cpu.layers` picks the driver
+by the layer's plan (:mod:`nblstm.cpu.plan`); this module holds four of the six:
 
-- ``"tiles"``: tiles of (two batch rows, block of hidden units), each
-  computing its part of ``z`` with numba loops (``matmul.add_products``),
-  then its gates. Tiles of whole rows depend on nothing but their own rows,
-  so one parallel region runs a group of them per thread, each group with its
-  own loop over time (``_recurrence_row_groups``); tiles of part of a row
-  (more threads than row blocks) meet at a barrier every step
-  (``_recurrence_tiles``);
+- ``"row_groups"`` and ``"tiles"`` (the ``"tiles"`` path): tiles of (batch
+  rows, block of hidden units), each computing its part of ``z`` with numba
+  loops (``matmul.add_products``), then its gates. Tiles of whole rows depend
+  on nothing but their own rows, so one parallel region runs a group of them
+  per thread, each group with its own loop over time
+  (``_recurrence_row_groups``); tiles of part of a row (more threads than row
+  blocks) meet at a barrier every step (``_recurrence_tiles``);
 - ``"serial"``: the same step as one tile on the calling thread (the smallest
   sizes, where starting threads every step would cost more than the step);
 - ``"blas"``: as the fast LSTM implementations for large sizes do it, the input
   projection of a chunk of steps as one BLAS product (``_project_chunk``), then
   per step one BLAS product ``W_hh h_{t-1}`` for all rows and the element-wise
-  update on the calling thread;
-- ``"slices"``: each thread owns a slice of hidden units and runs the whole
-  step for it, product included, with one barrier per step
-  (:mod:`nblstm.cpu.slices`; MKL's sequential GEMM where :mod:`nblstm.cpu.mkl`
-  finds it, else numba loops that give the ``"serial"`` path's bits).
+  update on the calling thread.
 
-The first two call no BLAS at all, the third runs no numba parallel region:
-numba's and BLAS's worker threads never compete for the cores (numba issue
-6933). Every path sums each element in an order that depends only on the
-sizes, so results do not depend on the thread count; "tiles" and "serial" are
-bitwise equal.
+The ``"slices"`` path's two drivers are in :mod:`nblstm.cpu.slices`. The
+numba-loop drivers call no BLAS at all, the BLAS driver runs no numba
+parallel region: numba's and BLAS's worker threads never compete for the
+cores (numba issue 6933). Every driver sums each element in an order that
+depends only on the sizes, so results do not depend on the thread count;
+"tiles", "row_groups" and "serial" are bitwise equal.
 """
 import numpy as np
 from numba import prange
 
 from .._batch import running_rows
-from . import layout, plan, slices, workspace
-from ._fork import layers_in_flight
+from . import workspace
 from ._jit import kernel
 from .config import config
 from .elementwise import copy_row, transpose
 from .matmul import add_products, gemm
 from .step import activate_tile, store_tile, zero_ended_rows
 
-__all__ = ["forward_layer"]
+__all__ = ["forward_serial", "forward_tiles", "forward_row_groups", "forward_blas", "recurrence_blas"]
 
 
 @kernel
@@ -259,84 +255,70 @@ def _project_chunk(x, W_ihT, b, t0, t1, out):
     flat += b
 
 
-def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, order=None):
-    """One forward-direction layer (the protocol's ``forward_layer``, docs/backends.md).
+def _loop_operands(x, W_ih, W_hh, b, h0, c0, lengths, gates):
+    """The leading arguments of ``_recurrence_serial``, ``_recurrence_tiles`` and ``_recurrence_row_groups``.
 
-    Chooses the path and the tiling for the sizes (:mod:`nblstm.cpu.plan`)
-    and runs the layer's steps.
-
-    Parameters
-    ----------
-    x : ndarray, shape (T, B, I)
-        Input, batch sorted by length (descending) unless ``order`` is given;
-        any strides.
-    W_ih, W_hh, b : ndarray, shapes (4H, I), (4H, H), (4H,)
-        Layer weights.
-    h0, c0 : ndarray, shape (B, H)
-        Initial state.
-    lengths : ndarray of int64, shape (B,)
-        Non-increasing valid lengths.
-    y : ndarray, shape (T, B, H)
-        Output (may be a strided view).
-    h_n, c_n : ndarray, shape (B, H)
-        Final-state outputs.
-    gates : ndarray, shape (T, B, 4H), or None
-        Cache of the gate activations (None for inference).
-    cells : ndarray, shape (T, B, H), or None
-        Cache of the cell states (None for inference).
-    order : ndarray of int64, shape (B,), or None
-        Where given, x and y are in the caller's batch order: sorted row r is
-        row ``order[r]`` of x and of y (everything else is sorted). The
-        ``"slices"`` path reads and writes through it; the others run on a
-        sorted copy of x and scatter y.
+    ``(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
+    xh_next, c_state)``, built from the layer's arguments.
     """
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = W_hh.shape[1]
-    if order is not None and plan.choose_path(B, H) != "slices":
-        # one gather pass each way (layout.to_internal's); a fancy index and a copy made two
-        y_sorted = workspace.scratch("y_layer_sorted", y.shape, y.dtype)
-        forward_layer(layout.to_internal(x, order, True, x.dtype), W_ih, W_hh, b, h0, c0, lengths,
-                      y_sorted, h_n, c_n, gates, cells)
-        layout.scatter_rows(y_sorted, order, y)
-        return
-    layer = plan.layer_plan(B, H, x.dtype.itemsize)
-    with layers_in_flight, layer as (path, row_block, unit_block, row_groups):
-        h_n[...] = h0
-        c_n[...] = c0
-        if T == 0 or B == 0:
-            return
-        if path == "slices":
-            slices.forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
-                                 units=unit_block, rows=row_block, route=config.slices_gemm,
-                                 order=order)
-            return
-        n_active = running_rows(lengths, T)
-        last_step = lengths - 1
-        c_state = np.array(c0, order="C")
-        keep_cache = gates is not None
-        cells_out = cells if keep_cache else np.empty((0, 0, 0), x.dtype)
-        if path == "blas":
-            _forward_blas(x, W_ih, W_hh, b, n_active, last_step, np.array(h0, order="C"),
-                          np.empty_like(h0, order="C"), c_state, y, h_n, c_n, gates, cells_out,
-                          config.chunk_elements)
-            return
-        I = x.shape[2]
-        W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
-        transpose(W_ih, W_cat[:I])
-        transpose(W_hh, W_cat[I:])
-        xh_prev = np.empty((B, I + H), x.dtype)
-        xh_prev[:, I:] = h0
-        xh_next = np.empty_like(xh_prev)
-        z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
-        if path == "tiles" and row_groups > 0:
-            _recurrence_row_groups(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
-                                   xh_next, c_state, y, h_n, c_n, cells_out, row_block, row_groups)
-        elif path == "tiles":
-            _recurrence_tiles(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev, xh_next,
-                              c_state, y, h_n, c_n, cells_out, row_block, unit_block)
-        else:
-            _recurrence_serial(x, W_cat, b, z_steps, keep_cache, n_active, last_step, xh_prev,
-                               xh_next, c_state, y, h_n, c_n, cells_out)
+    keep_cache = gates is not None
+    W_cat = np.empty((I + H, 4 * H), x.dtype)              # C-contiguous rows for add_products
+    transpose(W_ih, W_cat[:I])
+    transpose(W_hh, W_cat[I:])
+    xh_prev = np.empty((B, I + H), x.dtype)
+    xh_prev[:, I:] = h0
+    z_steps = gates if keep_cache else np.empty((1, B, 4 * H), x.dtype)
+    return (x, W_cat, b, z_steps, keep_cache, running_rows(lengths, T), lengths - 1, xh_prev,
+            np.empty_like(xh_prev), np.array(c0, order="C"))
+
+
+def _cells_out(x, gates, cells):
+    """``cells``, or an empty stand-in for inference (the kernels write it only with the cache)."""
+    return cells if gates is not None else np.empty((0, 0, 0), x.dtype)
+
+
+def forward_serial(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p, order=None):
+    """The ``"serial"`` driver: every step on the calling thread (``_recurrence_serial``).
+
+    The arguments of :func:`nblstm.cpu.layers.forward_layer`, with T and B
+    positive, ``h_n`` and ``c_n`` holding h0 and c0, the batch sorted
+    (``order`` None), and the layer's :class:`nblstm.cpu.plan.Plan` ``p``.
+    """
+    _recurrence_serial(*_loop_operands(x, W_ih, W_hh, b, h0, c0, lengths, gates), y, h_n, c_n,
+                       _cells_out(x, gates, cells))
+
+
+def forward_tiles(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p, order=None):
+    """The ``"tiles"`` driver: tiles of ``p.rows`` rows by ``p.units`` units, a barrier every step.
+
+    Arguments as for :func:`forward_serial`.
+    """
+    _recurrence_tiles(*_loop_operands(x, W_ih, W_hh, b, h0, c0, lengths, gates), y, h_n, c_n,
+                      _cells_out(x, gates, cells), p.rows, p.units)
+
+
+def forward_row_groups(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p,
+                       order=None):
+    """The ``"row_groups"`` driver: ``p.groups`` groups of blocks of ``p.rows`` whole rows, no barrier.
+
+    Arguments as for :func:`forward_serial`.
+    """
+    _recurrence_row_groups(*_loop_operands(x, W_ih, W_hh, b, h0, c0, lengths, gates), y, h_n, c_n,
+                           _cells_out(x, gates, cells), p.rows, p.groups)
+
+
+def forward_blas(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p, order=None):
+    """The ``"blas"`` driver: chunks of steps projected by one product, then one product per step.
+
+    Arguments as for :func:`forward_serial`. Inference projects
+    ``config.chunk_elements`` at a time into a kept buffer
+    (:func:`nblstm.cpu.workspace.scratch`); training straight into ``gates``.
+    """
+    _forward_blas(x, W_ih, W_hh, b, running_rows(lengths, x.shape[0]), lengths - 1,
+                  np.array(h0, order="C"), np.empty_like(h0, order="C"), np.array(c0, order="C"),
+                  y, h_n, c_n, gates, _cells_out(x, gates, cells), config.chunk_elements)
 
 
 def _forward_blas(x, W_ih, W_hh, b, n_active, last_step, h_prev, h_next, c_state,

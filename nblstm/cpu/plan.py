@@ -21,8 +21,8 @@ import numba
 from . import mkl
 from .config import PATHS, config
 
-__all__ = ["PATHS", "Plan", "plan", "record_path", "layer_plan", "threads_under_load", "busy_cores", "numba_threads",
-           "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
+__all__ = ["PATHS", "DRIVERS", "Plan", "plan", "record_path", "layer_plan", "threads_under_load", "busy_cores",
+           "numba_threads", "choose_path", "mkl_slices", "slice_units", "block_rows", "tiling", "numba_ran_last"]
 
 def choose_path(B, H):
     """How one step runs for a batch of B rows and H hidden units.
@@ -36,8 +36,8 @@ def choose_path(B, H):
     ``lstm_forward`` give the same bits, and results do not
     depend on ``NUMBA_NUM_THREADS``. A training step's forward and backward
     then also use one pool of threads: numba's and BLAS's each keep spinning
-    after they run, and alternating them made a training step 2.5-3.5x slower
-    on two cores (numba issue 6933).
+    after they run, and alternating them slowed a training step several times
+    (numba issue 6933; docs/performance.md#one-pool-per-call).
 
     Parameters
     ----------
@@ -64,11 +64,11 @@ def choose_path(B, H):
 def mkl_slices():
     """Whether large sizes take ``"slices"`` with MKL's GEMM (where :mod:`nblstm.cpu.mkl` finds MKL).
 
-    Each thread then multiplies its own packed slice of the weights; at
-    (64, 100, 128, 256) float32 on one core that took 55 ms against 69 ms for
-    torch's oneDNN (bench/notes.md), where the ``"blas"`` path's OpenBLAS
-    repacks W_hh at every step. ``config.slices_gemm = "numba"`` keeps the
-    choice of the other paths.
+    Each thread then multiplies its own packed slice of the weights, where the
+    ``"blas"`` path's OpenBLAS repacks W_hh at every step: faster than
+    ``"blas"`` and than torch's oneDNN at the large sizes
+    (docs/performance.md#mkl-slices). ``config.slices_gemm = "numba"`` keeps
+    the choice of the other paths.
     """
     return config.slices_gemm != "numba" and mkl.available()
 
@@ -110,15 +110,12 @@ def slice_units(H, units, itemsize=8, backward=False):
     block a whole number of vectors; at least two slices give two threads
     work. A thread makes one MKL product per slice and step, and a GEMM
     copies panels of both operands at every call, so few wide slices beat
-    many narrow ones until a slice's weights stop fitting the core's cache.
-    Same-run A/B on two cores (bench/notes.md, tenth session), float32 forward 128
-    units against 64: 0.95-0.97x the time at (64, 100, 128, 256) and
-    (64, 50, 512, 512); float64 forward 128 units against 64: 1.13-1.26x;
-    the backward at (64, 50, 512, 512): float32 256 units 0.90x the time
-    of 64, float64 128 units 0.92x (256: 1.07x); under two busy processes
-    (one thread) 128 units float32 were 0.91-0.99x torch against 1.03-1.06x
-    for 64. The widths were measured on two cores only: with more cores
-    than slices (two at H = 256 float32) the recurrence leaves cores idle.
+    many narrow ones until a slice's weights stop fitting the core's cache
+    (the A/B that set these widths: docs/performance.md#slice-width). The
+    widths were measured on two cores only: with more cores than slices (two
+    at H = 256 float32) the recurrence leaves cores idle. They fix the shapes
+    of MKL's products, hence the bits: part of the bitwise contract
+    (CONTRIBUTING.md).
 
     Parameters
     ----------
@@ -147,15 +144,13 @@ def block_rows(B, H):
     Where the packed weights of all H units stay in one core's cache
     (``H <= config.row_blocks_max_H``), the slice is the whole layer and each
     block of rows runs all its steps with no barrier between them
-    (``slices._forward_row_blocks``): at (32, 50, 32, 64) float32 that took
-    0.72 ms against 1.11 ms with two slices of 32 units and a barrier per
-    step (torch 0.66 ms; bench/notes.md). At H = 256 the slices of units won
-    (22 ms against 25 ms for inference at (64, 100, 128, 256) float32).
-    Blocks of at most ``config.block_rows`` rows, split evenly; they depend on
-    B and H only, so MKL's shapes, and the results, never depend on the
-    thread count (threads take whole blocks: ``slices.block_schedule``).
-    Blocks of 8 rows ran as fast as blocks of 16 at (32, 100, 32, 64) float32
-    and, with lengths, let the threads share long and short rows.
+    (``slices._forward_row_blocks``), faster than slices of units with a
+    barrier per step up to H = 128 and slower at H = 256
+    (docs/performance.md#row-blocks). Blocks of at most ``config.block_rows``
+    rows, split evenly; they depend on B and H only, so MKL's shapes, and the
+    results, never depend on the thread count (threads take whole blocks:
+    ``slices.block_schedule``). Small blocks let the threads share long and
+    short rows (docs/performance.md#block-rows).
     """
     if H > config.row_blocks_max_H or B == 0:
         return 0
@@ -163,37 +158,49 @@ def block_rows(B, H):
     return -(-B // blocks)
 
 
-class Plan(NamedTuple):
-    """How one layer's forward or backward runs.
+#: the six drivers of a layer's steps (:attr:`Plan.driver`), one each in the forward and the
+#: backward (the tables of :mod:`nblstm.cpu.layers`): the four paths, two of which run in two ways
+DRIVERS = ("serial", "tiles", "row_groups", "blas", "slices", "slice_row_blocks")
 
-    The path and the tiling are the same for both; on the ``"slices"`` path
-    the backward's slices of units may be wider (:func:`slice_units`).
+
+class Plan(NamedTuple):
+    """How one layer's forward or backward runs: its driver and that driver's sizes.
+
+    The path and the driver are the same for both directions of a layer's
+    pass; on the ``"slices"`` path the backward's slices of units may be
+    wider (:func:`slice_units`).
 
     Attributes
     ----------
     path : {"serial", "tiles", "blas", "slices"}
-        How a step runs (:func:`choose_path`).
-    row_block, unit_block : int
-        Batch rows and hidden units per parallel tile (``path="tiles"``);
-        on the ``"slices"`` path ``row_block`` is the rows per block of one
-        slice of all H units (``unit_block`` = H), or 0 for slices of
-        ``unit_block`` units (:func:`block_rows`, :func:`slice_units`).
-    row_groups : int
-        If positive, ``"tiles"`` runs as this many groups of whole rows, each
-        with its own loop over time; 0 for tiles of ``unit_block`` units and a
-        barrier every step (:func:`tiling`).
+        How a step runs (:func:`choose_path`; the names of ``nblstm.cpu.PATHS``).
+    driver : str
+        One of :data:`DRIVERS`: the path, or how it runs for these sizes:
+        ``"row_groups"`` is ``"tiles"`` as groups of whole rows, each with its
+        own loop over time (:func:`tiling`); ``"slice_row_blocks"`` is
+        ``"slices"`` with one slice of all H units, as blocks of rows each with
+        its own loop over time (:func:`block_rows`). ``"tiles"`` and
+        ``"slices"`` meet at a barrier every step.
+    rows : int
+        Batch rows per tile (``"tiles"``, ``"row_groups"``) or per block
+        (``"slice_row_blocks"``); 0 for the other drivers.
+    units : int
+        Hidden units per tile (``"tiles"``; H for ``"row_groups"``) or per slice
+        (``"slices"``; H for ``"slice_row_blocks"``); 0 for the other drivers.
+    groups : int
+        Groups of rows (``"row_groups"``); 0 for the other drivers.
     """
 
     path: str
-    row_block: int
-    unit_block: int
-    row_groups: int
+    driver: str
+    rows: int
+    units: int
+    groups: int
 
     @property
     def barrier_per_step(self):
-        """Whether numba's threads meet at a barrier every step (tiles or slices of units)."""
-        return ((self.path == "tiles" and self.row_groups == 0)
-                or (self.path == "slices" and self.row_block == 0))
+        """Whether numba's threads meet at a barrier every step (tiles or slices of part of H)."""
+        return self.driver in ("tiles", "slices")
 
 
 #: per calling thread: whether its last layer ran on BLAS's threads (``path="blas"``)
@@ -222,9 +229,15 @@ def plan(B, H, itemsize=8, backward=False):
         # cut by B, H, the dtype and the direction, never by the thread count: MKL's sums
         # depend on the shapes
         rows = block_rows(B, H)
-        p = Plan(path, rows, H if rows else slice_units(H, config.slice_units, itemsize, backward), 0)
+        if rows:
+            p = Plan(path, "slice_row_blocks", rows, H, 0)
+        else:
+            p = Plan(path, "slices", 0, slice_units(H, config.slice_units, itemsize, backward), 0)
+    elif path == "tiles":
+        rows, units, groups = tiling(B, H)
+        p = Plan(path, "row_groups" if groups else "tiles", rows, units, groups)
     else:
-        p = Plan(path, *tiling(B, H))
+        p = Plan(path, path, 0, 0, 0)
     record_path(path)
     return p
 
@@ -273,9 +286,8 @@ def threads_under_load():
 
     A barrier every step waits for the slowest thread, and a thread that
     shares its core with a busy program runs a time slice at a time: with
-    two busy processes on the 2-core machine, (64, 100, 128, 256) float32
-    inference took 91 ms a call on two threads and 50 ms on one (torch 74 and
-    39 ms). OpenMP's dynamic mode (``OMP_DYNAMIC``) makes the same choice
+    two busy processes on two cores, one thread took about half the time of
+    two (docs/performance.md#adapt-to-load). OpenMP's dynamic mode (``OMP_DYNAMIC``) makes the same choice
     from the load average; the count of runnable tasks, read when a layer
     starts, follows a load that starts or stops between calls. Results do
     not depend on the thread count.

@@ -58,6 +58,7 @@ from numba import prange
 from .._batch import running_rows
 from . import mkl, workspace
 from ._jit import kernel
+from .config import config
 from .elementwise import TRANSPOSE_ROWS, copy_row, transpose_rows, zero_row
 from .matmul import add_products
 from .step import activate_tile, clear_padded, gates_backward_tile, store_tile
@@ -405,15 +406,14 @@ def _gemm_ptr(dtype, route):
     return ptr
 
 
-def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, *, units, rows,
-                  route, order=None):
-    """The ``"slices"`` path of :func:`nblstm.cpu.forward.forward_layer` (same arguments, h_n and c_n set).
+def _forward_operands(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, units, order):
+    """``(Wf, bf, rest)``: the packed weights and the arguments after the sizes of the forward kernels.
 
-    ``units`` per slice (``plan.slice_units``); ``rows`` per block of one
-    slice of all units (``units`` = H) if positive (``plan.block_rows``);
-    ``route``, ``config.slices_gemm``; ``order`` (or None, the identity):
-    the kernels read x and write y at row ``order[r]`` for sorted row r, so
-    a batch that needed sorting is neither copied in nor out.
+    ``rest`` ends the arguments of ``_forward_slices`` and ``_forward_row_blocks``.
+
+    ``order`` (or None, the identity): the kernels read x and write y at row
+    ``order[r]`` for sorted row r, so a batch that needed sorting is neither
+    copied in nor out.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -430,20 +430,42 @@ def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, 
     zbuf = workspace.scratch("slices_z", (Wf.shape[0], B, 4 * units), dtype)
     c_state = np.array(c0, order="C")
     empty = np.empty((0, 0, 0), dtype)
-    rest = (n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state, y,
-            gates if keep_cache else empty, cells if keep_cache else empty, keep_cache, h_n, c_n,
-            _gemm_ptr(dtype, route), order)
-    if rows > 0:
-        _forward_row_blocks(x, Wf, bf, rows, block_schedule(B, rows), *rest)
-    else:
-        _forward_slices(x, Wf, bf, units, *rest)
+    return Wf, bf, (n_active, lengths - 1, xh_prev, xh_next, zbuf, c_state, y,
+                    gates if keep_cache else empty, cells if keep_cache else empty, keep_cache,
+                    h_n, c_n, _gemm_ptr(dtype, config.slices_gemm), order)
 
 
-def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
-                   dx, dW_ih, dW_hh, db, dh0, dc0, *, units, rows, route):
-    """The ``"slices"`` path of :func:`nblstm.cpu.backward.backward_layer` (same arguments).
+def forward_slices(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p, order=None):
+    """The ``"slices"`` driver: slices of ``p.units`` units (``plan.slice_units``), a barrier every step.
 
-    ``units`` and ``rows`` as for :func:`forward_layer`; ``route``, ``config.slices_gemm``.
+    The arguments of :func:`nblstm.cpu.layers.forward_layer`, with T and B
+    positive, ``h_n`` and ``c_n`` holding h0 and c0, and the layer's
+    :class:`nblstm.cpu.plan.Plan` ``p``; ``order`` as for
+    :func:`_forward_operands`.
+    """
+    Wf, bf, rest = _forward_operands(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
+                                     p.units, order)
+    _forward_slices(x, Wf, bf, p.units, *rest)
+
+
+def forward_row_blocks(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, p,
+                       order=None):
+    """The ``"slice_row_blocks"`` driver: one slice of all H units, blocks of ``p.rows`` rows, no barrier.
+
+    Arguments as for :func:`forward_slices` (``p.units`` is H; ``plan.block_rows``).
+    """
+    Wf, bf, rest = _forward_operands(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells,
+                                     p.units, order)
+    _forward_row_blocks(x, Wf, bf, p.rows, block_schedule(x.shape[1], p.rows), *rest)
+
+
+def _backward(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+              units, steps):
+    """Run ``steps`` and the weight gradients of a ``"slices"`` driver.
+
+    ``steps(dy, Wb, rest)`` calls ``_backward_slices`` or
+    ``_backward_row_blocks`` with ``Wb``, the backward's weights packed in
+    slices of ``units``, and ``rest``, the arguments after the sizes.
     """
     T, B, I = x.shape
     H = W_hh.shape[1]
@@ -452,23 +474,18 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
     # dZ is an operand of MKL's products: aligned, so that its order of sums stays fixed
     dZ = workspace.scratch("dZ", (T, B, 4 * H), gates.dtype)
     h_prev = workspace.scratch("h_prev", (T, B, H), gates.dtype)
-    dy = np.ascontiguousarray(dy)      # typed contiguous, the gate loops vectorise
     dxh = workspace.scratch("slices_dxh", (B, I + H), dh0.dtype)
     dxh[:, I:] = dh_n
+    gemm_ptr = _gemm_ptr(gates.dtype, config.slices_gemm)
     if T > 0 and B > 0:
         Wb = pack_backward(W_ih, W_hh, units)
         buf = workspace.scratch("slices_products", (Wb.shape[0], B, Wb.shape[2]), gates.dtype)
-        rest = (n_active, dxh, dc0, dZ, h_prev, dx, buf, _gemm_ptr(gates.dtype, route))
-        if rows > 0:
-            _backward_row_blocks(gates, cells, h0, c0, dy, Wb, rows, block_schedule(B, rows),
-                                 *rest)
-        else:
-            _backward_slices(gates, cells, h0, c0, dy, Wb, units, *rest)
+        # typed contiguous, the gate loops vectorise (docs/performance.md#contiguous-dy)
+        steps(np.ascontiguousarray(dy), Wb, (n_active, dxh, dc0, dZ, h_prev, dx, buf, gemm_ptr))
     dh0[...] = dxh[:, I:]
     dZ_flat = dZ.reshape(T * B, 4 * H)
     x_flat = workspace.scratch("slices_x", (T * B, I), x.dtype)   # an aligned MKL operand
     x_flat.reshape(T, B, I)[...] = x
-    gemm_ptr = _gemm_ptr(gates.dtype, route)
     with np.errstate(all="ignore"):
         np.sum(dZ_flat, axis=0, out=db)                          # db = Σ_t dz_t
         if gemm_ptr != 0:
@@ -476,3 +493,28 @@ def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
                              gemm_ptr)
         else:
             weight_grads_numba(dZ_flat, x_flat, h_prev.reshape(T * B, H), n_active, B, dW_ih, dW_hh)
+
+
+def backward_slices(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                    dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"slices"`` driver of the backward: slices of ``p.units`` units, a barrier every step.
+
+    The arguments of :func:`nblstm.cpu.layers.backward_layer` and the
+    layer's :class:`nblstm.cpu.plan.Plan` ``p``.
+    """
+    _backward(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+              p.units,
+              lambda dy, Wb, rest: _backward_slices(gates, cells, h0, c0, dy, Wb, p.units, *rest))
+
+
+def backward_row_blocks(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
+                        dx, dW_ih, dW_hh, db, dh0, dc0, p):
+    """The ``"slice_row_blocks"`` driver of the backward: blocks of ``p.rows`` rows, no barrier.
+
+    Arguments as for :func:`backward_slices` (``p.units`` is H).
+    """
+    schedule = block_schedule(x.shape[1], p.rows)
+    _backward(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
+              p.units,
+              lambda dy, Wb, rest: _backward_row_blocks(gates, cells, h0, c0, dy, Wb, p.rows,
+                                                        schedule, *rest))

@@ -162,10 +162,10 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
     if fits(p):
         return p._replace(persistent=True)
     if not config.units_per_block:
-        # One launch per step costs about 0.1 ms of host time in numba-cuda (H100: 0.14 ms a
-        # step at H = 1024), far more than reading W_hh from L2 in one persistent launch. So
-        # before giving up the persistent path, try W_hh in global memory (less shared memory
-        # per block, so more resident blocks) and then fewer, larger blocks.
+        # A launch per step costs more host time in numba-cuda than reading W_hh from L2 in
+        # one persistent launch (docs/performance.md#cuda-persistent). So before giving up the
+        # persistent path, try W_hh in global memory (less shared memory per block, so more
+        # resident blocks) and then fewer, larger blocks.
         units = p.units
         while True:
             q = _layout(units, H, B, itemsize, accumulators, threads_max, 0)

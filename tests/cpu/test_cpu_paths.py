@@ -176,3 +176,26 @@ def test_every_tiling_equals_the_serial_loop(cpu_config, monkeypatch, row_block,
     for name, a in all_arrays(*got).items():
         np.testing.assert_array_equal(a, want_arrays[name], err_msg=name)
     assert_results_close(got, run_reference(p, reverse=True), RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
+
+
+def test_every_driver_the_plan_can_name_runs_both_directions(cpu_config):
+    """Plan.driver names an entry of both tables, and each path's sizes pick its drivers."""
+    from nblstm.cpu import layers
+
+    assert set(layers.FORWARD_DRIVERS) == set(layers.BACKWARD_DRIVERS) == set(cpu.plan.DRIVERS)
+    seen = set()
+    cpu_config.block_rows = 8
+    for path in cpu.PATHS:
+        cpu_config.path = path
+        for B, H in ((1, 32), (40, 16), (40, 256)):
+            p = cpu.plan.plan(B, H)
+            assert (p.path, p.driver in cpu.plan.DRIVERS) == (path, True)
+            assert p.barrier_per_step == (p.driver in ("tiles", "slices"))
+            seen.add(p.driver)
+    cpu_config.path = "slices"
+    assert cpu.plan.plan(40, 16)[1:] == ("slice_row_blocks", 8, 16, 0)
+    assert cpu.plan.plan(40, 256).driver == "slices"
+    cpu_config.path = "tiles"
+    rows, units, groups = cpu.plan.tiling(40, 256)
+    assert cpu.plan.plan(40, 256)[1:] == ("row_groups" if groups else "tiles", rows, units, groups)
+    assert {"serial", "blas", "slices", "slice_row_blocks"} <= seen

@@ -21,7 +21,7 @@ import pytest
 
 import nblstm
 from nblstm import cpu
-from nblstm.cpu import mkl, plan, slices, workspace
+from nblstm.cpu import layers, mkl, plan, slices, workspace
 
 from _helpers import (
     RTOL,
@@ -215,7 +215,8 @@ def test_row_blocks_cover_the_batch_evenly_whatever_the_threads(cpu_config):
             seen.add(plan.plan(33, 64))
     finally:
         numba.set_num_threads(threads)
-    assert len(seen) == 1 and seen.pop().row_block == 11
+    assert len(seen) == 1
+    assert seen.pop()[1:] == ("slice_row_blocks", 11, 64, 0)     # driver, rows, units (all H), groups
 
 
 def test_slices_are_wider_for_float32_and_for_the_backward():
@@ -231,11 +232,11 @@ def test_slices_are_wider_for_float32_and_for_the_backward():
 def test_backward_slices_of_another_width_than_the_forwards(cpu_config, monkeypatch, route):
     # float64 at H = 136: the forward cuts slices of 64 units (64, 64, 8), the backward of 72 (72, 64)
     widths = {}
-    for name in ("forward_layer", "backward_layer"):
-        def spy(*args, _run=getattr(slices, name), _name=name, **kwargs):
-            widths[_name] = kwargs["units"]
-            return _run(*args, **kwargs)
-        monkeypatch.setattr(slices, name, spy)
+    for name, table in (("forward_layer", layers.FORWARD_DRIVERS), ("backward_layer", layers.BACKWARD_DRIVERS)):
+        def spy(*args, _run=table["slices"], _name=name):
+            widths[_name] = next(a for a in args if isinstance(a, plan.Plan)).units
+            return _run(*args)
+        monkeypatch.setitem(table, "slices", spy)
     p = make_problem(3, 4, 5, 136, seed=7, lengths="mixed")
     cpu_config.path = "serial"
     want = all_arrays(*run_api(p))
