@@ -108,3 +108,17 @@ def test_show_config_prints_what_a_call_would_use():
 def test_version_is_pyprojects():
     declared = re.search(r'^version = "([^"]+)"$', (PAGE.parents[1] / "pyproject.toml").read_text(), re.M)
     assert nblstm.__version__ == declared.group(1)
+
+
+def _contract_rows():
+    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    return re.findall(r"^\| `(nblstm\.[\w.]+)\.(\w+)` \| ([\d.]+) \|", text, re.M)
+
+
+def test_the_constants_table_of_contributing_matches_the_code():
+    import importlib
+
+    rows = _contract_rows()
+    assert len(rows) >= 9
+    for module, name, value in rows:
+        assert getattr(importlib.import_module(module), name) == float(value), f"{module}.{name}"

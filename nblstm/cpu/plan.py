@@ -96,7 +96,8 @@ def tiling(B, H):
     return row_block, max(min(H, config.min_unit_block), -(-H // blocks_per_row)), 0
 
 
-#: on the ``"slices"`` path, the most bytes of a slice's hidden units (:func:`slice_units`)
+#: on the ``"slices"`` path, the most bytes of a slice's hidden units (:func:`slice_units`);
+#: the results' bits depend on them with MKL (CONTRIBUTING.md, "Constants in the code")
 FORWARD_SLICE_BYTES = 512
 BACKWARD_SLICE_BYTES = 1024
 

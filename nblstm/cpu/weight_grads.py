@@ -22,7 +22,8 @@ __all__ = ["running_segments", "weight_grads_numba", "weight_grads_mkl"]
 #: rows of dZ per segment in ``_weight_grads``: a segment (at most 128 x 4H) stays
 #: in cache while every output row of a group is accumulated from it
 _GRAD_BLOCK_ROWS = 128
-#: groups of output rows in ``_weight_grads`` (the parallel loop's iterations)
+#: groups of output rows in ``_weight_grads`` (the parallel loop's iterations); neither
+#: constant changes the bits (CONTRIBUTING.md, "Constants in the code")
 _GRAD_GROUPS = 8
 
 
@@ -135,7 +136,7 @@ def _weight_grads(dZ, x, h_prev, segments, dW_ih_T, dW_hh_T):
                                    min(max(c0 - first, 0), width), min(max(c1 - first, 0), width))
 
 
-#: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number: the shapes, and so
+#: column blocks of dZ in ``_weight_grads_mkl`` (a fixed number, part of the bitwise contract: the shapes, and so
 #: MKL's order of sums, must not depend on the thread count). Two beat more blocks
 #: and OpenBLAS's single product (docs/performance.md#mkl-weight-grads)
 _GRAD_COLUMN_BLOCKS = 2
