@@ -40,7 +40,8 @@ def _count(owner, name, label):
 
 def instrument():
     """Count launches, allocations and copies made through numba.cuda."""
-    for kernel_type in {type(k) for k in _jit.REGISTRY}:
+    # kernels() loads the kernel modules first: before the first call REGISTRY holds none of them
+    for kernel_type in {type(k) for k in _jit.kernels()}:
         _count(kernel_type, "__getitem__", "kernel launches")   # kernel[grid, block](...)
     _count(cuda, "device_array", "device allocations")
     _count(cuda, "to_device", "host-to-device copies (each with an allocation)")

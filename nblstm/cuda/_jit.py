@@ -11,12 +11,35 @@ asserts it), so the options live in one place:
 - ``device=True`` helpers: the scalar functions of :mod:`nblstm._math`
   (compiled in :mod:`nblstm.cuda.activations`) and the kernels' own helpers.
 """
+import importlib
+
 from numba import cuda
 
 FASTMATH = False
 
-#: every kernel and device function compiled through this module, for the policy test
+#: every kernel and device function compiled through this module *so far*: the package loads
+#: its modules on first use (PEP 562), so a module nobody has touched yet is not here. Code that
+#: needs them all (counting launches, the policy test, the resource gates) calls :func:`kernels`.
 REGISTRY = []
+
+
+def kernels():
+    """Every kernel and device function of the backend, its modules loaded first.
+
+    ``import nblstm.cuda`` loads no kernel module, and each loads on first use,
+    so :data:`REGISTRY` alone depends on what the process has run; this imports
+    every module of the package's table (``nblstm.cuda._SUBMODULES``) and then
+    returns them all, in the order they were compiled.
+
+    Returns
+    -------
+    tuple of numba CUDA dispatchers
+    """
+    from . import _SUBMODULES
+
+    for name in _SUBMODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    return tuple(REGISTRY)
 
 
 def kernel(func):

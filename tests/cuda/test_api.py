@@ -2,6 +2,11 @@
 
 Tiny shapes: the CUDA simulator runs every thread as a Python thread.
 """
+import ast
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -219,7 +224,8 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
     d_x = cuda.to_device(x)
     d_dy = cuda.to_device(np.ones((3, 4, 6), np.float32))
     launched, copies = [], []
-    for kernel_type in {type(k) for k in _jit.REGISTRY}:
+    # kernels(), not REGISTRY: nothing above has loaded nblstm.cuda.forward when this test runs alone
+    for kernel_type in {type(k) for k in _jit.kernels()}:
         getitem = kernel_type.__getitem__
 
         def counted(self, config, getitem=getitem):
@@ -257,6 +263,30 @@ def test_a_call_on_device_arrays_makes_no_copies_or_helper_launches(small_config
     # the only element copies: the cache's own copies of W_ih, W_hh (2-d) and b (1-d)
     assert sorted(k for k in launches if k.startswith("_copy")) == [
         "_copy1_kernel", "_copy2_kernel", "_copy2_kernel"]
+
+
+@pytest.mark.slow
+def test_every_kernel_is_counted_in_a_fresh_process():
+    """``_jit.kernels()`` loads the kernel modules itself: the counting above needs no earlier call.
+
+    nblstm.cuda loads its modules on first use, so ``_jit.REGISTRY`` holds only the kernels
+    a process has already touched: the test above, run alone, patched no kernel type and
+    counted no launch, and bench/gpu_calls.py printed no launch line (issue 28). A fresh
+    process, as for a test run alone, must see every kernel, and every module that compiles
+    through ``_jit`` must be one that ``kernels()`` loads.
+    """
+    import nblstm.cuda as nc
+    from nblstm.cuda import _jit
+
+    code = "from nblstm.cuda import _jit; print(sorted({k.py_func.__name__ for k in _jit.kernels()}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    fresh = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert {"_matmul_kernel", "_forward_persistent_kernel", "_backward_persistent_kernel"} <= set(fresh)
+    assert fresh == sorted({k.py_func.__name__ for k in _jit.kernels()})
+    package = pathlib.Path(nc.__file__).parent
+    compiling = {f.stem for f in package.glob("*.py") if "from ._jit import" in f.read_text()}
+    assert compiling <= set(nc._SUBMODULES), sorted(compiling - set(nc._SUBMODULES))
 
 
 def test_finiteness_of_all_inputs_is_one_copy_back(small_config, rng, monkeypatch):
