@@ -10,7 +10,7 @@ thread-waking calls happen before the timed rounds. Torch tests are skipped
 when torch is not installed. For ratios measured in one interleaved run, and
 the targets (bench/README.md), use ``python bench/compare.py``.
 
-Not collected by a plain ``python -m pytest`` (testpaths is ``tests`` and ``README.md``).
+Not collected by a plain ``python -m pytest`` (testpaths is ``tests``, ``README.md`` and ``docs``).
 """
 import sys
 from pathlib import Path

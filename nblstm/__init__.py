@@ -1,6 +1,6 @@
 """nblstm: a Numba LSTM you call like a SciPy function.
 
-The public names, and nothing else: see README.md for the math and the API.
+The public names, and nothing else: see docs/api.md for the math and the API.
 The subpackages and modules that the README and docs name (``nblstm.cpu``,
 ``nblstm.cuda``, ``nblstm.jit``, ``nblstm.dask``, ``nblstm.reference``) load
 on first use (PEP 562): ``import nblstm; nblstm.cpu.config.path = "serial"``

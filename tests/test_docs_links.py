@@ -26,7 +26,10 @@ def _text_outside_code(page):
 
 
 def _anchors(page):
-    return {_slug(h) for h in re.findall(r"^#+ (.*)$", _text_outside_code(page), flags=re.M)}
+    """The heading anchors of a page, and its explicit ``<a id="...">`` anchors (table rows)."""
+    text = _text_outside_code(page)
+    return ({_slug(h) for h in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+            | set(re.findall(r'<a id="([^"]+)"></a>', text)))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -42,6 +45,17 @@ def test_relative_links_resolve(page):
         elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
             broken.append(f"{link} (no heading with anchor #{anchor})")
     assert not broken, f"{page.name}: {broken}"
+
+
+def test_links_from_the_code_to_docs_resolve():
+    """Comments and docstrings cite measurements as ``docs/<page>.md#anchor``: each anchor exists."""
+    sources = [*sorted((ROOT / "nblstm").rglob("*.py")), *sorted((ROOT / "bench").rglob("*.py")),
+               ROOT / "CONTRIBUTING.md"]
+    cited = {(source.name, page, anchor) for source in sources
+             for page, anchor in re.findall(r"docs/([\w-]+\.md)#([\w-]+)", source.read_text())}
+    assert len(cited) > 20
+    broken = [c for c in sorted(cited) if c[2] not in _anchors(ROOT / "docs" / c[1])]
+    assert not broken, broken
 
 
 def test_readme_contents_list_every_section():
