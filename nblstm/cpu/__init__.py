@@ -7,7 +7,7 @@ One module per job, the same names as in :mod:`nblstm.cuda`:
 ``plan``            the step path and the parallel tiling for a layer's sizes
 ``layout``          the boundary: user arrays <-> the kernels' (T, B, F) layout
 ``workspace``       where arrays come from; scratch kept between calls
-``layers``          ``forward_layer``, ``backward_layer``: plan, then the plan's driver
+``layers``          CPU only: ``forward_layer``, ``backward_layer`` (plan, then the plan's driver)
 ``forward``         the forward drivers of the numba-loop and BLAS paths, and their kernels
 ``backward``        their backward (BPTT) drivers and kernels
 ``step``            the per-row step math every path shares (gates, store, padding)

@@ -72,7 +72,7 @@ def _recurrence_backward_tiles(gates, cells, h0, c0, dy, W_bwd, n_active, dxh, d
     h0, c0 : ndarray, shape (B, H)
         Initial state.
     dy : ndarray, shape (T, B, H)
-        dL/dy (any strides; ``backward_layer`` passes it contiguous so the loops vectorise).
+        dL/dy (any strides; the drivers pass it contiguous so the loops vectorise).
     W_bwd : ndarray, shape (4H, I + H)
         ``[W_ih | W_hh]``, C-contiguous.
     n_active : ndarray of int64, shape (T,)
@@ -190,7 +190,7 @@ def _recurrence_backward_blas(gates, cells, h0, c0, dy, W_hh, n_active, dh, dc, 
 
 def _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
                  steps):
-    """Run ``steps`` and the weight gradients of a numba-loop driver (``"serial"``, ``"tiles"``).
+    """Run ``steps`` and the weight gradients of a numba-loop driver (serial, tiles, row groups).
 
     ``steps(dy, W_bwd, n_active, dxh, dc, dZ, h_prev)`` calls one of the
     recurrence kernels with those and the cache; ``W_bwd`` is ``[W_ih |
@@ -226,8 +226,8 @@ def backward_serial(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n
                     dx, dW_ih, dW_hh, db, dh0, dc0, p):
     """The ``"serial"`` driver: every step on the calling thread (``_recurrence_backward_serial``).
 
-    The arguments of :func:`nblstm.cpu.layers.backward_layer`, with T and B
-    positive, and the layer's :class:`nblstm.cpu.plan.Plan` ``p``.
+    The arguments of :func:`nblstm.cpu.layers.backward_layer` (T or B may be
+    0) and the layer's :class:`nblstm.cpu.plan.Plan` ``p``.
     """
     _numba_loops(x, W_ih, W_hh, lengths, gates, dy, dh_n, dc_n, dx, dW_ih, dW_hh, db, dh0, dc0,
                  lambda dy, *rest: _recurrence_backward_serial(gates, cells, h0, c0, dy, *rest, dx))

@@ -3,11 +3,12 @@
 The twin of :mod:`nblstm.cuda.plan`. :func:`plan` gives a layer's
 :class:`Plan`: :func:`choose_path` picks how one step runs, :func:`tiling`
 how the ``"tiles"`` path splits a step over numba's threads; both read
-:data:`nblstm.cpu.config`, and the layer drivers pass the answers to the
+:data:`nblstm.cpu.config`, :attr:`Plan.driver` names the driver that runs
+the layer (:mod:`nblstm.cpu.layers`), and the drivers pass the sizes to the
 kernels as arguments. :func:`numba_ran_last` says, per calling thread, which
 pool of worker threads (numba's or BLAS's) the last layer ran on.
 
-:func:`layer_plan` is how the layer drivers get their plan: where the threads
+:func:`layer_plan` is how :mod:`nblstm.cpu.layers` gets a layer's plan: where the threads
 would meet at a barrier every step and other programs keep cores busy, it
 runs the layer on fewer of numba's threads (:func:`threads_under_load`).
 """
@@ -83,7 +84,7 @@ def tiling(B, H):
     computes two at a time). Tiles of whole rows need nothing from each other,
     so they run as one group per thread, each with its own loop over time and
     no barrier between steps; tiles of part of a row meet at a barrier every
-    step (``row_groups`` 0). The thread count only sets the tiling; results do
+    step (the third value 0). The thread count only sets the tiling; results do
     not depend on it, since every element is summed in the same order.
     """
     threads = numba.get_num_threads()
@@ -167,9 +168,10 @@ DRIVERS = ("serial", "tiles", "row_groups", "blas", "slices", "slice_row_blocks"
 class Plan(NamedTuple):
     """How one layer's forward or backward runs: its driver and that driver's sizes.
 
-    The path and the driver are the same for both directions of a layer's
-    pass; on the ``"slices"`` path the backward's slices of units may be
-    wider (:func:`slice_units`).
+    The path is the same for both directions of a layer's pass (it depends
+    on B and H only); the driver of ``"tiles"`` and ``"slices"`` may differ
+    with the thread count (:func:`layer_plan`) and, on ``"slices"``, the
+    backward's slices of units may be wider (:func:`slice_units`).
 
     Attributes
     ----------

@@ -178,7 +178,7 @@ def test_every_tiling_equals_the_serial_loop(cpu_config, monkeypatch, row_block,
     assert_results_close(got, run_reference(p, reverse=True), RTOL[np.dtype(dtype)], dtype=np.dtype(dtype))
 
 
-def test_every_driver_the_plan_can_name_runs_both_directions(cpu_config):
+def test_every_driver_the_plan_can_name_is_in_both_tables(cpu_config):
     """Plan.driver names an entry of both tables, and each path's sizes pick its drivers."""
     from nblstm.cpu import layers
 
