@@ -12,6 +12,7 @@ asserts it), so the options live in one place:
   (compiled in :mod:`nblstm.cuda.activations`) and the kernels' own helpers.
 """
 import importlib
+import pkgutil
 
 from numba import cuda
 
@@ -28,17 +29,16 @@ def kernels():
 
     ``import nblstm.cuda`` loads no kernel module, and each loads on first use,
     so :data:`REGISTRY` alone depends on what the process has run; this imports
-    every module of the package's table (``nblstm.cuda._SUBMODULES``) and then
-    returns them all, in the order they were compiled.
+    every module of the package (found on disk, so a new module cannot be
+    forgotten) and then returns them all, in the order they were compiled.
 
     Returns
     -------
     tuple of numba CUDA dispatchers
     """
-    from . import _SUBMODULES
-
-    for name in _SUBMODULES:
-        importlib.import_module(f"{__package__}.{name}")
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{__package__}.{module.name}")
     return tuple(REGISTRY)
 
 
