@@ -2,10 +2,12 @@
 
 The public names, and nothing else: see docs/api.md for the math and the API.
 The subpackages and modules that the README and docs name (``nblstm.cpu``,
-``nblstm.cuda``, ``nblstm.jit``, ``nblstm.dask``, ``nblstm.reference``) load
-on first use (PEP 562): ``import nblstm; nblstm.cpu.config.path = "serial"``
-works, and ``import nblstm`` compiles and loads no kernel. ``nblstm.cuda``
-never needs numba-cuda to be reached; ``nblstm.dask`` needs the dask extra.
+``nblstm.cuda``, ``nblstm.jit``, ``nblstm.dask``, ``nblstm.reference``,
+``nblstm.sklearn``) load on first use (PEP 562): ``import nblstm;
+nblstm.cpu.config.path = "serial"`` works, and ``import nblstm`` compiles and
+loads no kernel (nor scikit-learn). ``nblstm.cuda`` never needs numba-cuda to
+be reached; ``nblstm.dask`` needs the dask extra, ``nblstm.sklearn`` the
+sklearn extra.
 """
 import importlib
 import importlib.metadata
@@ -29,7 +31,9 @@ except importlib.metadata.PackageNotFoundError:      # run from a source tree th
     __version__ = "unknown"
 
 #: loaded on first attribute access (the backends' kernels, and dask, cost nothing until used)
-_SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference")
+_SUBMODULES = ("cpu", "cuda", "jit", "dask", "reference", "sklearn")
+#: the extras that a lazily loaded module needs, for the message when it is missing
+_EXTRAS = {"dask": "dask", "sklearn": "sklearn"}
 
 
 def __getattr__(name):
@@ -38,7 +42,8 @@ def __getattr__(name):
             return importlib.import_module(f"{__name__}.{name}")
         except ImportError as exc:
             # hasattr, dir() with getattr, and help() expect AttributeError; the message keeps the cause
-            hint = ' (the dask extra: pip install "nblstm[dask]")' if name == "dask" else ""
+            extra = _EXTRAS.get(name)
+            hint = f' (the {extra} extra: pip install "nblstm[{extra}]")' if extra else ""
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}: importing "
                                  f"{__name__}.{name} failed{hint}: {exc}") from exc
     if name == "show_config":                         # it imports the CPU backend
