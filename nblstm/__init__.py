@@ -15,6 +15,7 @@ import importlib.metadata
 from . import testing
 from ._api import LSTMCache, cuda_available, lstm, lstm_backward, lstm_forward
 from .interop import from_keras, from_onnx, from_torch, to_keras, to_onnx, to_torch_state_dict
+from .io import load, save
 from .model import LSTMModel, Readout, init_model, loss_and_grad, model_loss, model_predict
 from .optimize import minimize_adam
 from .params import LSTMGrads, LSTMParams, init_params, init_stack, ravel
@@ -23,7 +24,7 @@ __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available",
            "LSTMParams", "LSTMGrads", "LSTMCache", "init_params", "init_stack", "ravel",
            "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
            "LSTMModel", "Readout", "init_model", "model_predict", "model_loss", "loss_and_grad",
-           "minimize_adam", "testing", "show_config"]
+           "minimize_adam", "save", "load", "testing", "show_config"]
 
 try:
     __version__ = importlib.metadata.version("nblstm")
