@@ -23,7 +23,7 @@ entries of dZ and H_prev are written as 0, so they add nothing.
 """
 from __future__ import annotations
 
-from numba import cuda
+from numba import cuda, uint32
 
 from .. import _math
 from .._batch import running_rows
@@ -31,6 +31,7 @@ from . import elementwise as ew
 from . import shared_arrays, workspace
 from ._jit import device, kernel
 from .activations import cell_backward, tanh
+from .forward import _coordinates
 from .layout import as_operand
 from .matmul import matmul
 from .plan import plan
@@ -40,139 +41,200 @@ __all__ = ["backward_layer", "backward_recurrence"]
 
 @device
 def _load_backward_slice(d_w, smem, j0, U, H):
-    # smem[jj*4H + n] = W_hh[n, j0 + jj]: the block's columns of W_hh, n-contiguous
-    G = 4 * H
-    for e in range(cuda.threadIdx.x, U * G, cuda.blockDim.x):
-        n = e % G
-        j = j0 + e // G
+    # smem[jj*4H + n] = W_hh[n, j0 + jj]: the block's columns of W_hh, n-contiguous.
+    # Once per kernel; uint32 division (inline, no call).
+    G = uint32(uint32(4) * H)
+    n_all = uint32(U * G)
+    nthr = uint32(cuda.blockDim.x)
+    e = uint32(cuda.threadIdx.x)
+    while e < n_all:
+        n = uint32(e % G)
+        j = uint32(j0 + uint32(e // G))
         if j < H:  # columns past H (last slice) are never read
-            smem[e] = d_w[n * H + j]
+            smem[e] = d_w[uint32(uint32(n * H) + j)]
+        e = uint32(e + nthr)
 
 
-@device
-def _backward_step(t, n_t, n_next, d_dz, d_w, w_off, w_unit_stride, w_n_stride,
-                   d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0, j0, U, S, smem, red):
-    # t == -1 only finishes dh0 from dz_0.
-    B = d_dhn.shape[0]
-    H = d_dhn.shape[1]
-    G = 4 * H
-    one = _math.one_like(d_dhn[0, 0])
-    zero = one - one
-    lane = cuda.threadIdx.x % S
-    slots = cuda.blockDim.x // S
-    pairs = B * U
-    for p0 in range(0, pairs, slots):  # the same trip count in every thread (barriers below)
-        p = p0 + cuda.threadIdx.x // S
-        b = p // U
-        jj = p % U
-        j = j0 + jj
-        valid = p < pairs and j < H
-        carried = valid and b < n_next  # row b ran at step t + 1
+def _make_backward(w_shared):
+    """The step function and the persistent kernel with W_hh in shared memory (``w_shared``) or global.
+
+    As :func:`nblstm.cuda.forward._make_forward`: ``w_shared`` a compile-time constant, uint32
+    index arithmetic, a thread's coordinates computed once per kernel.
+    """
+
+    @device
+    def dot(d_w, w, w_step, dzrow, lane, G, S, zero):
+        # dh = sum over n = lane, lane + S, ... < 4H of dz_{t+1}[b, n] * W_hh[n, j], in that order
         acc = zero
-        if carried:
-            col = w_off + jj * w_unit_stride
-            for n in range(lane, G, S):
+        n = lane
+        while n < G:
+            acc += dzrow[n] * d_w[w]
+            n = uint32(n + S)
+            w = uint32(w + w_step)
+        return acc
+
+    @device
+    def step(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc,
+             d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red):
+        # Step t = tt - 1 (tt from T down to 0; tt == 0 only finishes dh0 from dz_0), all
+        # indices uint32. Pairs advance as in forward's step.
+        B = uint32(d_dhn.shape[0])
+        H = uint32(d_dhn.shape[1])
+        G = uint32(uint32(4) * H)
+        one = _math.one_like(d_dhn[0, 0])
+        zero = one - one
+        tid = uint32(cuda.threadIdx.x)
+        slots = uint32(uint32(cuda.blockDim.x) // S)  # S is a power of two: a shift
+        pairs = uint32(B * U)
+        b = b_first
+        jj = jj_first
+        p0 = uint32(0)
+        while p0 < pairs:  # the same trip count in every thread (barriers below)
+            p = uint32(p0 + slot)
+            j = uint32(j0 + jj)
+            valid = p < pairs and j < H
+            carried = valid and b < n_next  # row b ran at step t + 1
+            acc = zero
+            if carried:
                 # dh[b, j] += dz_{t+1}[b, n] * W_hh[n, j]
-                acc += d_dz[t + 1, b, n] * d_w[col + n * w_n_stride]
-        if S > 1:
-            # Tree sum over the S lanes of this pair through shared memory, a fixed
-            # order (bitwise reproducible); see forward._forward_step.
-            tid = cuda.threadIdx.x
-            smem[red + tid] = acc
-            cuda.syncthreads()
-            off = S // 2
-            while off > 0:
-                if lane < off:
-                    acc += smem[red + tid + off]
-                    smem[red + tid] = acc
-                cuda.syncthreads()
-                off //= 2
-        if valid and lane == 0:
-            dh = acc if carried else d_dhn[b, j]  # a row's last step gets dh_n
-            if t < 0:
-                d_dh0[b, j] = dh
-            elif b < n_t:
-                dh += d_dy[t, b, j]                          # h_t feeds y_t and step t+1
-                i = d_gates[t, b, j]
-                f = d_gates[t, b, H + j]
-                g = d_gates[t, b, 2 * H + j]
-                o = d_gates[t, b, 3 * H + j]
-                tc = tanh(d_cells[t, b, j])
-                if t == 0:
-                    c_prev = d_c0[b, j]
-                    h_prev = d_h0[b, j]
+                if w_shared:
+                    acc = dot(d_w, uint32(uint32(jj * G) + lane), S, d_dz[tt, b], lane, G, S, zero)
                 else:
-                    c_prev = d_cells[t - 1, b, j]
-                    h_prev = d_gates[t - 1, b, 3 * H + j] * tanh(c_prev)  # h_{t-1} = o tanh(c)
-                # dL/dz_t [i f g o] and dL/dc_{t-1} (nblstm._math.cell_backward)
-                dz_i, dz_f, dz_g, dz_o, dc = cell_backward(dh, d_dc[b, j], i, f, g, o, c_prev, tc)
-                d_dz[t, b, j] = dz_i
-                d_dz[t, b, H + j] = dz_f
-                d_dz[t, b, 2 * H + j] = dz_g
-                d_dz[t, b, 3 * H + j] = dz_o
-                d_dc[b, j] = dc
-                d_hprev[t, b, j] = h_prev
+                    acc = dot(d_w, uint32(uint32(lane * H) + j), uint32(S * H), d_dz[tt, b],
+                              lane, G, S, zero)
+            if S > uint32(1):
+                # Tree sum over the S lanes of this pair through shared memory, a fixed
+                # order (bitwise reproducible); see forward's step.
+                r0 = uint32(red + tid)
+                smem[r0] = acc
+                cuda.syncthreads()
+                off = uint32(S >> uint32(1))
+                while off > uint32(0):
+                    if lane < off:
+                        acc += smem[uint32(r0 + off)]
+                        smem[r0] = acc
+                    cuda.syncthreads()
+                    off = uint32(off >> uint32(1))
+            if valid and lane == uint32(0):
+                dh = acc if carried else d_dhn[b, j]  # a row's last step gets dh_n
+                if tt == uint32(0):
+                    d_dh0[b, j] = dh
+                elif b < n_t:
+                    t = uint32(tt - uint32(1))
+                    dh += d_dy[t, b, j]                          # h_t feeds y_t and step t+1
+                    i = d_gates[t, b, j]
+                    f = d_gates[t, b, uint32(H + j)]
+                    g = d_gates[t, b, uint32(uint32(2) * H + j)]
+                    o = d_gates[t, b, uint32(uint32(3) * H + j)]
+                    tc = tanh(d_cells[t, b, j])
+                    if t == uint32(0):
+                        c_prev = d_c0[b, j]
+                        h_prev = d_h0[b, j]
+                    else:
+                        tm1 = uint32(t - uint32(1))
+                        c_prev = d_cells[tm1, b, j]
+                        h_prev = d_gates[tm1, b, uint32(uint32(3) * H + j)] * tanh(c_prev)  # o tanh(c)
+                    # dL/dz_t [i f g o] and dL/dc_{t-1} (nblstm._math.cell_backward)
+                    dz_i, dz_f, dz_g, dz_o, dc = cell_backward(dh, d_dc[b, j], i, f, g, o, c_prev, tc)
+                    d_dz[t, b, j] = dz_i
+                    d_dz[t, b, uint32(H + j)] = dz_f
+                    d_dz[t, b, uint32(uint32(2) * H + j)] = dz_g
+                    d_dz[t, b, uint32(uint32(3) * H + j)] = dz_o
+                    d_dc[b, j] = dc
+                    d_hprev[t, b, j] = h_prev
+                else:
+                    # padded step: contributes nothing to the weight gradients
+                    t = uint32(tt - uint32(1))
+                    d_dz[t, b, j] = zero
+                    d_dz[t, b, uint32(H + j)] = zero
+                    d_dz[t, b, uint32(uint32(2) * H + j)] = zero
+                    d_dz[t, b, uint32(uint32(3) * H + j)] = zero
+                    d_hprev[t, b, j] = zero
+            p0 = uint32(p0 + slots)
+            jj = uint32(jj + r_u)
+            b = uint32(b + q_u)
+            if jj >= U:
+                jj = uint32(jj - U)
+                b = uint32(b + uint32(1))
+
+    @kernel
+    def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn,
+                                    d_dc, d_hprev, d_dh0, d_nt, U_, S_, use_shared, red_):
+        # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
+        # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
+        # use_shared equals w_shared (the host picks this kernel by it).
+        smem = cuda.shared.array(0, dtype=d_w.dtype)
+        grid = cuda.cg.this_grid()
+        H = uint32(d_dhn.shape[1])
+        T = uint32(d_dz.shape[0])
+        U = uint32(U_)
+        S = uint32(S_)
+        red = uint32(red_)
+        j0 = uint32(uint32(cuda.blockIdx.x) * U)
+        lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+        ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
+        if w_shared:
+            _load_backward_slice(d_w, smem, j0, U, H)
+        cuda.syncthreads()  # dc and the W_hh slice are in place for every thread
+        s = uint32(0)
+        while s <= T:
+            tt = uint32(T - s)  # t + 1 for t = T-1, ..., 0, then -1 for dh0
+            n_t = uint32(d_nt[uint32(tt - uint32(1))]) if tt > uint32(0) else uint32(0)
+            n_next = uint32(d_nt[tt])
+            if w_shared:  # smem itself: shared loads (see forward's persistent kernel)
+                step(tt, n_t, n_next, d_dz, smem, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
+                     d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
+                     smem, red)
             else:
-                # padded step: contributes nothing to the weight gradients
-                d_dz[t, b, j] = zero
-                d_dz[t, b, H + j] = zero
-                d_dz[t, b, 2 * H + j] = zero
-                d_dz[t, b, 3 * H + j] = zero
-                d_hprev[t, b, j] = zero
+                step(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
+                     d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
+                     smem, red)
+            grid.sync()  # dz_t of every unit is written before any block starts step t - 1
+            s = uint32(s + uint32(1))
+
+    return step, _backward_persistent_kernel
 
 
-@kernel
-def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn,
-                                d_dc, d_hprev, d_dh0, d_nt, U, S, use_shared, red):
-    # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
-    # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
-    smem = cuda.shared.array(0, dtype=d_w.dtype)
-    grid = cuda.cg.this_grid()
-    H = d_dhn.shape[1]
-    T = d_dz.shape[0]
-    j0 = cuda.blockIdx.x * U
-    ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
-    if use_shared:
-        _load_backward_slice(d_w, smem, j0, U, H)
-        w = smem
-        w_off = 0
-        w_unit_stride = 4 * H
-        w_n_stride = 1
-    else:
-        w = d_w
-        w_off = j0
-        w_unit_stride = 1
-        w_n_stride = H
-    cuda.syncthreads()  # dc and the W_hh slice are in place for every thread
-    for s in range(T + 1):
-        t = T - 1 - s  # T-1, ..., 0, then -1 for dh0
-        _backward_step(t, d_nt[t] if t >= 0 else 0, d_nt[t + 1], d_dz, w, w_off, w_unit_stride,
-                       w_n_stride, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc, d_hprev,
-                       d_dh0, j0, U, S, smem, red)
-        grid.sync()  # dz_t of every unit is written before any block starts step t - 1
+_step_shared, _persistent_shared = _make_backward(True)
+_step_global, _persistent_global = _make_backward(False)
+#: the persistent kernel by where W_hh lives (Plan.w_shared)
+PERSISTENT = {True: _persistent_shared, False: _persistent_global}
+_backward_persistent_kernel = _persistent_shared
+_backward_persistent_global_kernel = _persistent_global
 
 
 @kernel
 def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc,
-                          d_hprev, d_dh0, t, n_t, n_next, U, S, use_shared, red):
-    # One step; grid-stride over the ceil(H / U) unit slices.
+                          d_hprev, d_dh0, t_, n_t_, n_next_, U_, S_, use_shared, red_):
+    # One step (t_ from T-1 down to -1); grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
-    H = d_dhn.shape[1]
-    n_slices = (H + U - 1) // U
-    for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
-        j0 = s * U
-        if t == d_dz.shape[0] - 1:  # the first launch (t = -1 when T = 0)
+    H = uint32(d_dhn.shape[1])
+    tt = uint32(t_ + 1)
+    n_t = uint32(n_t_)
+    n_next = uint32(n_next_)
+    U = uint32(U_)
+    S = uint32(S_)
+    red = uint32(red_)
+    lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+    n_slices = uint32(uint32(H + U - uint32(1)) // U)
+    s = uint32(cuda.blockIdx.x)
+    while s < n_slices:
+        j0 = uint32(s * U)
+        if tt == uint32(d_dz.shape[0]):  # the first launch (t = -1 when T = 0)
             ew.copy_block_units(d_dcn, d_dc, j0, U)
             cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
             _load_backward_slice(d_w, smem, j0, U, H)
             cuda.syncthreads()
-            _backward_step(t, n_t, n_next, d_dz, smem, 0, 4 * H, 1, d_gates, d_cells, d_h0,
-                           d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0, j0, U, S, smem, red)
+            _step_shared(tt, n_t, n_next, d_dz, smem, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
+                         d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
+                         smem, red)
         else:
-            _backward_step(t, n_t, n_next, d_dz, d_w, j0, 1, H, d_gates, d_cells, d_h0,
-                           d_c0, d_dy, d_dhn, d_dc, d_hprev, d_dh0, j0, U, S, smem, red)
+            _step_global(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
+                         d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
+                         smem, red)
+        s = uint32(s + uint32(cuda.gridDim.x))
 
 
 def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_dhn, d_dcn,
@@ -212,9 +274,11 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
         return (d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev,
                 d_dh0, d_nt, p.units, p.lanes, p.w_shared, p.red_offset)
 
-    p = plan(H, B, d_dz.dtype.itemsize, 1, _backward_persistent_kernel, persistent_args)
+    if 4 * H * H >= 2 ** 32:
+        raise ValueError(f"hidden size {H}: the CUDA kernels index W_hh (4H x H) with 32 bits")
+    p = plan(H, B, d_dz.dtype.itemsize, 1, PERSISTENT, persistent_args)
     if p.persistent:
-        _backward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
+        PERSISTENT[p.w_shared][p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
         return
     n = running_rows(lengths, T + 1)
     for t in range(T - 1, -2, -1):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, uint32
 
 from ._jit import device, kernel
 from .config import config
@@ -41,13 +41,21 @@ def copy_block_units(d_src, d_dst, j0, U):
     A recurrence block's own part of a (B, H) state, copied by the block's
     threads; the caller syncs the block before other threads read it.
     """
-    B = d_dst.shape[0]
-    H = d_dst.shape[1]
-    for e in range(cuda.threadIdx.x, B * U, cuda.blockDim.x):
-        b = e // U
-        j = j0 + e % U
+    # uint32 indices (each result cast back: numba types uint32 op uint32 as int64), so the
+    # division is a 32-bit one, inline, not a call to the 64-bit routine
+    B = uint32(d_dst.shape[0])
+    H = uint32(d_dst.shape[1])
+    U = uint32(U)
+    j0 = uint32(j0)
+    n = uint32(B * U)
+    step = uint32(cuda.blockDim.x)
+    e = uint32(cuda.threadIdx.x)
+    while e < n:
+        b = uint32(e // U)
+        j = uint32(j0 + uint32(e % U))
         if j < H:
             d_dst[b, j] = d_src[b, j]
+        e = uint32(e + step)
 
 
 @kernel

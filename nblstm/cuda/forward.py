@@ -20,7 +20,7 @@ length, so a row running at t also ran at t-1).
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+from numba import cuda, uint32
 
 from .. import _math
 from .._batch import running_rows
@@ -37,132 +37,228 @@ __all__ = ["forward_layer", "forward_recurrence"]
 
 @device
 def _load_forward_slice(d_w, smem, j0, U, H):
-    # smem[(g*U + jj)*H + k] = W_hh[g*H + j0 + jj, k]: the block's four gate rows per unit
-    tid = cuda.threadIdx.x
-    for e in range(tid, 4 * U * H, cuda.blockDim.x):
-        k = e % H
-        row = e // H
-        g = row // U
-        jj = row % U
-        j = j0 + jj
+    # smem[(jj*H + k)*4 + g] = W_hh[g*H + j0 + jj, k]: the block's four gate rows per unit,
+    # the four gates of one (unit, k) side by side, so the inner loop reads them from one
+    # address plus the constant offsets 1, 2, 3. Global reads in W_hh's own order
+    # (coalesced); runs once per kernel (uint32 division, inline, no call).
+    tid = uint32(cuda.threadIdx.x)
+    nthr = uint32(cuda.blockDim.x)
+    n = uint32(uint32(4) * uint32(U * H))
+    e = tid
+    while e < n:
+        k = uint32(e % H)
+        row = uint32(e // H)
+        g = uint32(row // U)
+        jj = uint32(row % U)
+        j = uint32(j0 + jj)
         if j < H:  # rows past H (last slice) are never read
-            smem[e] = d_w[(g * H + j) * H + k]
+            smem[uint32(uint32(4) * uint32(uint32(jj * H) + k) + g)] = d_w[uint32(uint32(uint32(g * H) + j) * H + k)]
+        e = uint32(e + nthr)
 
 
-@device
-def _forward_step(t, n_t, d_zx, d_w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
-                  d_gates, d_cells, training, j0, U, S, smem, red):
-    B = d_hn.shape[0]
-    H = d_hn.shape[1]
-    one = _math.one_like(d_hn[0, 0])
-    zero = one - one
-    lane = cuda.threadIdx.x % S
-    slots = cuda.blockDim.x // S
-    pairs = B * U
-    for p0 in range(0, pairs, slots):  # the same trip count in every thread (barriers below)
-        p = p0 + cuda.threadIdx.x // S
-        b = p // U
-        jj = p % U
-        j = j0 + jj
-        valid = p < pairs and j < H
-        active = valid and b < n_t
+def _make_forward(w_shared):
+    """The step function and both kernels with W_hh in shared memory (``w_shared``) or global.
+
+    ``w_shared`` is a compile-time constant of the closures below, so each kernel has one
+    inner loop, reading W_hh with shared loads (LDS) or global loads, never generic ones.
+    All index arithmetic is uint32 (every result cast back: numba types uint32 op uint32
+    as int64), so no negative-index wraparound code and no 64-bit division; the divisions
+    that give a thread its coordinates run once per kernel, before the time loop.
+    """
+
+    @device
+    def dot4(d_w, wrow, gate, hrow, lane, H, S, zero):
+        # acc_g = sum over k = lane, lane + S, ... < H of W_hh[g*H + j, k] * h[k], in that
+        # order (the tree sum over lanes then adds them in a fixed order: bitwise reproducible)
         acc_i = zero
         acc_f = zero
         acc_g = zero
         acc_o = zero
-        if active:
-            row = (w_row0 + jj) * H
-            gate = w_gate_stride * H
-            for k in range(lane, H, S):
-                # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
-                h = d_h0[b, k] if t == 0 else d_y[t - 1, b, k]
-                acc_i += d_w[row + k] * h
-                acc_f += d_w[row + gate + k] * h
-                acc_g += d_w[row + 2 * gate + k] * h
-                acc_o += d_w[row + 3 * gate + k] * h
-        if S > 1:
-            # Tree sum over the S lanes of this pair through shared memory, a fixed
-            # order (bitwise reproducible). Lane l < off adds slot l + off, which no
-            # lane writes at this level, so one barrier per level suffices.
-            tid = cuda.threadIdx.x
-            nthr = cuda.blockDim.x
-            smem[red + tid] = acc_i
-            smem[red + nthr + tid] = acc_f
-            smem[red + 2 * nthr + tid] = acc_g
-            smem[red + 3 * nthr + tid] = acc_o
-            cuda.syncthreads()
-            off = S // 2
-            while off > 0:
-                if lane < off:
-                    acc_i += smem[red + tid + off]
-                    acc_f += smem[red + nthr + tid + off]
-                    acc_g += smem[red + 2 * nthr + tid + off]
-                    acc_o += smem[red + 3 * nthr + tid + off]
-                    smem[red + tid] = acc_i
-                    smem[red + nthr + tid] = acc_f
-                    smem[red + 2 * nthr + tid] = acc_g
-                    smem[red + 3 * nthr + tid] = acc_o
-                cuda.syncthreads()
-                off //= 2
-        if valid and lane == 0:
-            if active:
-                i = sigmoid(acc_i + d_zx[t, b, j])           # i = sigma(z_i)
-                f = sigmoid(acc_f + d_zx[t, b, H + j])       # f = sigma(z_f)
-                g = tanh(acc_g + d_zx[t, b, 2 * H + j])      # g = tanh(z_g)
-                o = sigmoid(acc_o + d_zx[t, b, 3 * H + j])   # o = sigma(z_o)
-                c = f * d_cn[b, j] + i * g                   # c_t = f c_{t-1} + i g
-                h = o * tanh(c)                              # h_t = o tanh(c_t)
-                d_y[t, b, j] = h
-                d_hn[b, j] = h
-                d_cn[b, j] = c
-                if training:
-                    d_gates[t, b, j] = i
-                    d_gates[t, b, H + j] = f
-                    d_gates[t, b, 2 * H + j] = g
-                    d_gates[t, b, 3 * H + j] = o
-                    d_cells[t, b, j] = c
+        if w_shared:
+            w = uint32(wrow + uint32(4) * lane)     # smem[(jj*H + k)*4 + g]
+            w_step = uint32(uint32(4) * S)
+        else:
+            w = uint32(wrow + lane)                 # W_hh[(g*H + j)*H + k] = d_w[g*H*H + j*H + k]
+            w_step = S
+        gate2 = uint32(gate + gate)
+        gate3 = uint32(gate2 + gate)
+        k = lane
+        while k < H:
+            h = hrow[k]
+            if w_shared:
+                acc_i += d_w[w] * h
+                acc_f += d_w[uint32(w + uint32(1))] * h
+                acc_g += d_w[uint32(w + uint32(2))] * h
+                acc_o += d_w[uint32(w + uint32(3))] * h
             else:
-                d_y[t, b, j] = zero  # padded step
+                acc_i += d_w[w] * h
+                acc_f += d_w[uint32(w + gate)] * h
+                acc_g += d_w[uint32(w + gate2)] * h
+                acc_o += d_w[uint32(w + gate3)] * h
+            k = uint32(k + S)
+            w = uint32(w + w_step)
+        return acc_i, acc_f, acc_g, acc_o
+
+    @device
+    def step(t, n_t, d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+             j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red):
+        # t, n_t, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, red: uint32.
+        # Pair p = b*U + jj of this thread starts at slot (b_first, jj_first) and moves on by
+        # slots = q_u*U + r_u pairs per round, carried without a division.
+        B = uint32(d_hn.shape[0])
+        H = uint32(d_hn.shape[1])
+        one = _math.one_like(d_hn[0, 0])
+        zero = one - one
+        tid = uint32(cuda.threadIdx.x)
+        nthr = uint32(cuda.blockDim.x)
+        slots = uint32(nthr // S)  # S is a power of two: a shift
+        pairs = uint32(B * U)
+        gate = uint32(H * H)
+        b = b_first
+        jj = jj_first
+        p0 = uint32(0)
+        while p0 < pairs:  # the same trip count in every thread (barriers below)
+            p = uint32(p0 + slot)
+            j = uint32(j0 + jj)
+            valid = p < pairs and j < H
+            active = valid and b < n_t
+            acc_i = zero
+            acc_f = zero
+            acc_g = zero
+            acc_o = zero
+            if active:
+                if w_shared:
+                    wrow = uint32(uint32(4) * uint32(jj * H))
+                else:
+                    wrow = uint32(j * H)
+                # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
+                if t == 0:
+                    acc_i, acc_f, acc_g, acc_o = dot4(d_w, wrow, gate, d_h0[b], lane, H, S, zero)
+                else:
+                    acc_i, acc_f, acc_g, acc_o = dot4(d_w, wrow, gate, d_y[uint32(t - uint32(1)), b],
+                                                      lane, H, S, zero)
+            if S > uint32(1):
+                # Tree sum over the S lanes of this pair through shared memory, a fixed
+                # order (bitwise reproducible). Lane l < off adds slot l + off, which no
+                # lane writes at this level, so one barrier per level suffices.
+                r0 = uint32(red + tid)
+                r1 = uint32(r0 + nthr)
+                r2 = uint32(r1 + nthr)
+                r3 = uint32(r2 + nthr)
+                smem[r0] = acc_i
+                smem[r1] = acc_f
+                smem[r2] = acc_g
+                smem[r3] = acc_o
+                cuda.syncthreads()
+                off = uint32(S >> uint32(1))
+                while off > uint32(0):
+                    if lane < off:
+                        acc_i += smem[uint32(r0 + off)]
+                        acc_f += smem[uint32(r1 + off)]
+                        acc_g += smem[uint32(r2 + off)]
+                        acc_o += smem[uint32(r3 + off)]
+                        smem[r0] = acc_i
+                        smem[r1] = acc_f
+                        smem[r2] = acc_g
+                        smem[r3] = acc_o
+                    cuda.syncthreads()
+                    off = uint32(off >> uint32(1))
+            if valid and lane == uint32(0):
+                if active:
+                    i = sigmoid(acc_i + d_zx[t, b, j])                        # i = sigma(z_i)
+                    f = sigmoid(acc_f + d_zx[t, b, uint32(H + j)])            # f = sigma(z_f)
+                    g = tanh(acc_g + d_zx[t, b, uint32(uint32(2) * H + j)])   # g = tanh(z_g)
+                    o = sigmoid(acc_o + d_zx[t, b, uint32(uint32(3) * H + j)])  # o = sigma(z_o)
+                    c = f * d_cn[b, j] + i * g                   # c_t = f c_{t-1} + i g
+                    h = o * tanh(c)                              # h_t = o tanh(c_t)
+                    d_y[t, b, j] = h
+                    d_hn[b, j] = h
+                    d_cn[b, j] = c
+                    if training:
+                        d_gates[t, b, j] = i
+                        d_gates[t, b, uint32(H + j)] = f
+                        d_gates[t, b, uint32(uint32(2) * H + j)] = g
+                        d_gates[t, b, uint32(uint32(3) * H + j)] = o
+                        d_cells[t, b, j] = c
+                else:
+                    d_y[t, b, j] = zero  # padded step
+            p0 = uint32(p0 + slots)
+            jj = uint32(jj + r_u)
+            b = uint32(b + q_u)
+            if jj >= U:
+                jj = uint32(jj - U)
+                b = uint32(b + uint32(1))
+
+    @device
+    def coordinates(U, S):
+        # (lane, slot, b_first, jj_first, q_u, r_u): the only divisions, once per kernel
+        tid = uint32(cuda.threadIdx.x)
+        slots = uint32(uint32(cuda.blockDim.x) // S)
+        slot = uint32(tid // S)
+        return (uint32(tid % S), slot, uint32(slot // U), uint32(slot % U),
+                uint32(slots // U), uint32(slots % U))
+
+    @kernel
+    def _forward_persistent_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
+                                   training, d_nt, U_, S_, use_shared, red_):
+        # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
+        # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
+        # use_shared equals w_shared (the host picks this kernel by it).
+        smem = cuda.shared.array(0, dtype=d_w.dtype)
+        grid = cuda.cg.this_grid()
+        H = uint32(d_hn.shape[1])
+        T = uint32(d_y.shape[0])
+        U = uint32(U_)
+        S = uint32(S_)
+        red = uint32(red_)
+        j0 = uint32(uint32(cuda.blockIdx.x) * U)
+        lane, slot, b_first, jj_first, q_u, r_u = coordinates(U, S)
+        # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them)
+        ew.copy_block_units(d_h0, d_hn, j0, U)
+        ew.copy_block_units(d_c0, d_cn, j0, U)
+        if w_shared:
+            _load_forward_slice(d_w, smem, j0, U, H)
+        cuda.syncthreads()  # the state and the W_hh slice are in place for every thread
+        t = uint32(0)
+        while t < T:
+            # smem itself, not a variable that may hold either array: NVVM then knows the
+            # loads are shared and 16-byte aligned (one LDS.128 for the four gates)
+            if w_shared:
+                step(t, uint32(d_nt[t]), d_zx, smem, d_h0, d_y, d_hn, d_cn, d_gates, d_cells,
+                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+            else:
+                step(t, uint32(d_nt[t]), d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells,
+                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+            grid.sync()  # h_t of every unit is in y[t] before any block starts step t + 1
+            t = uint32(t + uint32(1))
+
+    return step, coordinates, _forward_persistent_kernel
 
 
-@kernel
-def _forward_persistent_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
-                               training, d_nt, U, S, use_shared, red):
-    # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
-    # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
-    smem = cuda.shared.array(0, dtype=d_w.dtype)
-    grid = cuda.cg.this_grid()
-    H = d_hn.shape[1]
-    T = d_y.shape[0]
-    j0 = cuda.blockIdx.x * U
-    # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them)
-    ew.copy_block_units(d_h0, d_hn, j0, U)
-    ew.copy_block_units(d_c0, d_cn, j0, U)
-    if use_shared:
-        _load_forward_slice(d_w, smem, j0, U, H)
-        w = smem
-        w_gate_stride = U
-        w_row0 = 0
-    else:
-        w = d_w
-        w_gate_stride = H
-        w_row0 = j0
-    cuda.syncthreads()  # the state and the W_hh slice are in place for every thread
-    for t in range(T):
-        _forward_step(t, d_nt[t], d_zx, w, w_gate_stride, w_row0, d_h0, d_y, d_hn, d_cn,
-                      d_gates, d_cells, training, j0, U, S, smem, red)
-        grid.sync()  # h_t of every unit is in y[t] before any block starts step t + 1
+_step_shared, _coordinates, _persistent_shared = _make_forward(True)
+_step_global, _, _persistent_global = _make_forward(False)
+#: the persistent kernel by where W_hh lives (Plan.w_shared)
+PERSISTENT = {True: _persistent_shared, False: _persistent_global}
+_forward_persistent_kernel = _persistent_shared          # the name tests and bench/ plan with
+_forward_persistent_global_kernel = _persistent_global
 
 
 @kernel
 def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-                         t, n_t, U, S, use_shared, red):
+                         t_, n_t_, U_, S_, use_shared, red_):
     # One step; grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
-    H = d_hn.shape[1]
-    n_slices = (H + U - 1) // U
-    for s in range(cuda.blockIdx.x, n_slices, cuda.gridDim.x):
-        j0 = s * U
+    H = uint32(d_hn.shape[1])
+    t = uint32(t_)
+    n_t = uint32(n_t_)
+    U = uint32(U_)
+    S = uint32(S_)
+    red = uint32(red_)
+    lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+    n_slices = uint32(uint32(H + U - uint32(1)) // U)
+    s = uint32(cuda.blockIdx.x)
+    while s < n_slices:
+        j0 = uint32(s * U)
         if t == 0:
             ew.copy_block_units(d_h0, d_hn, j0, U)   # the state starts as h0, c0
             ew.copy_block_units(d_c0, d_cn, j0, U)
@@ -171,11 +267,12 @@ def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
             cuda.syncthreads()  # the previous slice's reads are done
             _load_forward_slice(d_w, smem, j0, U, H)
             cuda.syncthreads()
-            _forward_step(t, n_t, d_zx, smem, U, 0, d_h0, d_y, d_hn, d_cn,
-                          d_gates, d_cells, training, j0, U, S, smem, red)
+            _step_shared(t, n_t, d_zx, smem, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
         else:
-            _forward_step(t, n_t, d_zx, d_w, H, j0, d_h0, d_y, d_hn, d_cn,
-                          d_gates, d_cells, training, j0, U, S, smem, red)
+            _step_global(t, n_t, d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
+                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+        s = uint32(s + uint32(cuda.gridDim.x))
 
 
 def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gates, d_cells):
@@ -217,9 +314,11 @@ def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gat
         return (d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
                 p.units, p.lanes, p.w_shared, p.red_offset)
 
-    p = plan(H, B, d_y.dtype.itemsize, 4, _forward_persistent_kernel, persistent_args)
+    if 4 * H * H >= 2 ** 32:
+        raise ValueError(f"hidden size {H}: the CUDA kernels index W_hh (4H x H) with 32 bits")
+    p = plan(H, B, d_y.dtype.itemsize, 4, PERSISTENT, persistent_args)
     if p.persistent:
-        _forward_persistent_kernel[p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
+        PERSISTENT[p.w_shared][p.blocks, p.threads, 0, p.shared_bytes](*persistent_args(p))
         return
     n_t = running_rows(lengths, T)
     for t in range(T):

@@ -129,8 +129,9 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
         Bytes per element of the compute dtype.
     accumulators : int
         Partial sums per thread that the reduction scratch holds (4 forward, 1 backward).
-    persistent_kernel : CUDA dispatcher
-        The cooperative kernel, to ask how many blocks can be resident.
+    persistent_kernel : CUDA dispatcher, or dict of them by ``Plan.w_shared``
+        The cooperative kernel, to ask how many blocks can be resident; a dict gives the
+        kernel compiled for each place W_hh can live (True: shared, False: global memory).
     make_args : callable
         ``make_args(plan) -> tuple`` of that kernel's launch arguments.
 
@@ -156,8 +157,8 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
         return p
 
     def fits(q):
-        return q.blocks <= max_cooperative_blocks(persistent_kernel, make_args(q), q.threads,
-                                                  q.shared_bytes)
+        kern = persistent_kernel[q.w_shared] if isinstance(persistent_kernel, dict) else persistent_kernel
+        return q.blocks <= max_cooperative_blocks(kern, make_args(q), q.threads, q.shared_bytes)
 
     if fits(p):
         return p._replace(persistent=True)

@@ -54,11 +54,16 @@ def kernel_signatures(dtype_name):
         # inference on a batch-first device x: zx (and the unused gates) through a (T, B, 4H) view
         ("forward_persistent_strided", forward._forward_persistent_kernel,
          (A3, C1, C2, C2, A3, A2, A2, A3, C3, b1, L1, i64, i64, b1, i64)),
+        # the same kernel compiled to read W_hh from global memory (Plan.w_shared False)
+        ("forward_persistent_global_w", forward._forward_persistent_global_kernel,
+         (C3, C1, C2, C2, A3, A2, A2, C3, C3, b1, L1, i64, i64, b1, i64)),
         ("forward_step", forward._forward_step_kernel,
          (C3, C1, C2, C2, A3, A2, A2, C3, C3, b1, i64, i64, i64, i64, b1, i64)),
         ("forward_step_strided", forward._forward_step_kernel,
          (A3, C1, C2, C2, A3, A2, A2, A3, C3, b1, i64, i64, i64, i64, b1, i64)),
         ("backward_persistent", backward._backward_persistent_kernel,
+         (C3, C1, C3, C3, C2, C2, A3, C2, C2, A2, C3, A2, L1, i64, i64, b1, i64)),
+        ("backward_persistent_global_w", backward._backward_persistent_global_kernel,
          (C3, C1, C3, C3, C2, C2, A3, C2, C2, A2, C3, A2, L1, i64, i64, b1, i64)),
         ("backward_step", backward._backward_step_kernel,
          (C3, C1, C3, C3, C2, C2, A3, C2, C2, A2, C3, A2, i64, i64, i64, i64, i64, b1, i64)),
