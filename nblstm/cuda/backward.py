@@ -31,7 +31,7 @@ from . import elementwise as ew
 from . import shared_arrays, workspace
 from ._jit import device, kernel
 from .activations import cell_backward, tanh
-from .forward import _coordinates
+from .forward import thread_coordinates
 from .layout import as_operand
 from .matmul import matmul
 from .plan import plan
@@ -171,7 +171,7 @@ def _make_backward(w_shared):
         S = uint32(S_)
         red = uint32(red_)
         j0 = uint32(uint32(cuda.blockIdx.x) * U)
-        lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+        lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
         ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
         if w_shared:
             _load_backward_slice(d_w, smem, j0, U, H)
@@ -215,7 +215,7 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
     U = uint32(U_)
     S = uint32(S_)
     red = uint32(red_)
-    lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+    lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
     n_slices = uint32(uint32(H + U - uint32(1)) // U)
     s = uint32(cuda.blockIdx.x)
     while s < n_slices:

@@ -235,7 +235,7 @@ def _make_forward(w_shared):
     return step, coordinates, _forward_persistent_kernel
 
 
-_step_shared, _coordinates, _persistent_shared = _make_forward(True)
+_step_shared, thread_coordinates, _persistent_shared = _make_forward(True)
 _step_global, _, _persistent_global = _make_forward(False)
 #: the persistent kernel by where W_hh lives (Plan.w_shared)
 PERSISTENT = {True: _persistent_shared, False: _persistent_global}
@@ -254,7 +254,7 @@ def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
     U = uint32(U_)
     S = uint32(S_)
     red = uint32(red_)
-    lane, slot, b_first, jj_first, q_u, r_u = _coordinates(U, S)
+    lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
     n_slices = uint32(uint32(H + U - uint32(1)) // U)
     s = uint32(cuda.blockIdx.x)
     while s < n_slices:
