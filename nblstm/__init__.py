@@ -24,7 +24,7 @@ __all__ = ["lstm", "lstm_forward", "lstm_backward", "cuda_available",
            "LSTMParams", "LSTMGrads", "LSTMCache", "init_params", "init_stack", "ravel",
            "from_torch", "to_torch_state_dict", "from_keras", "to_keras", "from_onnx", "to_onnx",
            "LSTMModel", "Readout", "init_model", "model_predict", "model_loss", "loss_and_grad",
-           "minimize_adam", "save", "load", "testing", "show_config"]
+           "minimize_adam", "save", "load", "testing", "show_config", "precompile"]
 
 try:
     __version__ = importlib.metadata.version("nblstm")
@@ -49,8 +49,10 @@ def __getattr__(name):
                                  f"{__name__}.{name} failed{hint}: {exc}") from exc
     if name == "show_config":                         # it imports the CPU backend
         return importlib.import_module(f"{__name__}._show_config").show_config
+    if name == "precompile":                          # so does this
+        return importlib.import_module(f"{__name__}._precompile").precompile
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted({*globals(), *_SUBMODULES, "show_config"})
+    return sorted({*globals(), *_SUBMODULES, "show_config", "precompile"})

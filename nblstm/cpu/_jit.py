@@ -46,6 +46,8 @@ import types
 import numba
 from numba import njit
 
+from .._compile_log import listen
+
 FASTMATH = {"contract"}
 
 _OPTIONS = dict(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True)
@@ -86,6 +88,7 @@ def _after_fork_in_child():
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+listen()                  # compilations of these kernels are logged (nblstm._compile_log)
 
 
 class ParallelKernel:
