@@ -7,8 +7,7 @@ two PyTorch biases summed into one.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -16,7 +15,7 @@ from numpy.typing import DTypeLike
 from . import _tree
 from ._random import generator
 
-__all__ = ["LSTMParams", "LSTMGrads", "init_params", "init_stack", "ravel"]
+__all__ = ["LSTMParams", "LSTMGrads", "init_params", "init_stack", "ravel", "Unravel"]
 
 
 class LSTMParams(NamedTuple):
@@ -246,7 +245,7 @@ def _leaf_array(path, leaf):
                     f"got {type(leaf).__name__}")
 
 
-def ravel(tree) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
+def ravel(tree) -> tuple[np.ndarray, "Unravel"]:
     """Flatten a tree of arrays into one 1-D vector, and a function to undo it.
 
     Like ``jax.flatten_util.ravel_pytree``: the tree may be an
@@ -268,8 +267,8 @@ def ravel(tree) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
         A new contiguous vector of all N elements, leaf by leaf in tree order
         (each leaf in C order), of the leaves' common dtype
         (``np.result_type``; float64 for an empty tree).
-    unravel : callable
-        ``unravel(v)`` takes a vector of shape (N,) and returns a new tree of
+    unravel : Unravel
+        A callable that pickles: ``unravel(v)`` takes a vector of shape (N,) and returns a new tree of
         the same nesting, container types (NamedTuples included), shapes and
         dtypes, made of fresh arrays (``v`` is copied, never aliased). ``v`` may
         have any real dtype that casts to the leaves' dtypes with
@@ -330,16 +329,43 @@ def ravel(tree) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     for a, start, stop in zip(leaves, offsets[:-1], offsets[1:]):
         theta[start:stop] = a.ravel()
 
-    def unravel(v):
+    return theta, Unravel(skeleton, shapes, dtypes, offsets)
+
+
+class Unravel:
+    """The inverse of one :func:`ravel`: ``unravel(v)`` rebuilds the tree from a vector.
+
+    A plain object (the tree's skeleton, the leaves' shapes, dtypes and
+    offsets), so it pickles wherever the tree's container types import
+    (``multiprocessing``, joblib, Dask send it to workers). Made by
+    :func:`ravel`; see its ``unravel`` for what a call takes and raises.
+    """
+
+    def __init__(self, skeleton, shapes, dtypes, offsets):
+        self.skeleton = skeleton
+        self.shapes = list(shapes)
+        self.dtypes = list(dtypes)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+
+    @property
+    def size(self):
+        """The length N of the vectors this takes."""
+        return int(self.offsets[-1])
+
+    def __call__(self, v):
+        """The tree of fresh arrays that vector ``v`` of shape (N,) holds (see :func:`ravel`)."""
         v = np.asarray(v)
+        n, dtypes = self.size, self.dtypes
         if v.shape != (n,):
             raise ValueError(f"theta: expected a 1-D vector of {n} elements, got shape {v.shape}")
         if v.dtype.kind not in "biuf" or not all(np.can_cast(v.dtype, d, "same_kind") for d in dtypes):
             wanted = ", ".join(sorted({str(d) for d in dtypes})) or "float64"
             raise ValueError(f"theta: expected a real vector that casts to {wanted}, got dtype {v.dtype}")
+        offsets = self.offsets
         pieces = [v[start:stop].reshape(shape).astype(d, copy=True)
-                  for start, stop, shape, d in zip(offsets[:-1], offsets[1:], shapes, dtypes)]
-        return _tree.map_leaves(lambda _, k: None if k is None else pieces[k], skeleton,
+                  for start, stop, shape, d in zip(offsets[:-1], offsets[1:], self.shapes, dtypes)]
+        return _tree.map_leaves(lambda _, k: None if k is None else pieces[k], self.skeleton,
                                 sort_keys=True)
 
-    return theta, unravel
+    def __repr__(self):
+        return f"<nblstm.params.Unravel of {len(self.shapes)} arrays, {self.size} elements>"

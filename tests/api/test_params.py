@@ -237,3 +237,18 @@ def test_sizes_of_the_wrong_type_are_a_type_error_and_bad_values_a_value_error(n
     for wrong_value in (0, -2):
         with pytest.raises(ValueError, match=rf"^{name}: expected a positive integer, got "):
             _sized(name, wrong_value)
+
+
+def test_unravel_pickles_and_unpickles_to_the_same_inverse():
+    """SciPy users send unravel to worker processes (multiprocessing, joblib, Dask): it was a closure."""
+    import pickle
+
+    stack = init_stack(3, 4, 2, bidirectional=True, seed=0, dtype=np.float32)
+    tree = {"lstm": stack, "readout": (np.ones((2, 8)), None)}
+    theta, unravel = ravel(tree)
+    again = pickle.loads(pickle.dumps(unravel))
+    _assert_same_tree(again(theta), unravel(theta))
+    _assert_same_tree(again(theta), tree)
+    assert isinstance(again(theta)["lstm"][1][0], LSTMParams)
+    with pytest.raises(ValueError, match="expected a 1-D vector of"):
+        again(theta[1:])
