@@ -67,44 +67,78 @@ def _make_forward(w_shared):
     """
 
     @device
-    def dot4(d_w, wrow, gate, hrow, lane, H, S, zero):
-        # acc_g = sum over k = lane, lane + S, ... < H of W_hh[g*H + j, k] * h[k], in that
-        # order (the tree sum over lanes then adds them in a fixed order: bitwise reproducible)
-        acc_i = zero
-        acc_f = zero
-        acc_g = zero
-        acc_o = zero
-        if w_shared:
-            w = uint32(wrow + uint32(4) * lane)     # smem[(jj*H + k)*4 + g]
-            w_step = uint32(uint32(4) * S)
-        else:
-            w = uint32(wrow + lane)                 # W_hh[(g*H + j)*H + k] = d_w[g*H*H + j*H + k]
-            w_step = S
-        gate2 = uint32(gate + gate)
-        gate3 = uint32(gate2 + gate)
-        k = lane
-        while k < H:
-            h = hrow[k]
+    def dot4(d_w, w, w_step, gate, smem, hb, lane, klen, S, acc_i, acc_f, acc_g, acc_o):
+        # One k-tile: acc_g += W_hh[g*H + j, k] * h[k] for k = k0 + kk, kk = lane, lane + S,
+        # ... < klen, in that order, h[k] = smem[hb + kk] (the stage); w is W_hh's index of
+        # (j, k0 + lane), returned moved on past the tile. Tile after tile, then the tree sum
+        # over lanes in a fixed order: the products and the order of the sums of the old
+        # single loop over k, so bitwise the same.
+        kk = lane
+        while kk < klen:
+            h = smem[uint32(hb + kk)]
             if w_shared:
+                # smem[(jj*H + k)*4 + g]: w is a multiple of 4 (wrow and w_step are), and the
+                # gate offsets are added after widening (int64: w + 1 never wraps), so NVVM
+                # sees one 16-byte-aligned address: one LDS.128 for the four gates
                 acc_i += d_w[w] * h
-                acc_f += d_w[uint32(w + uint32(1))] * h
-                acc_g += d_w[uint32(w + uint32(2))] * h
-                acc_o += d_w[uint32(w + uint32(3))] * h
+                acc_f += d_w[w + 1] * h
+                acc_g += d_w[w + 2] * h
+                acc_o += d_w[w + 3] * h
             else:
                 acc_i += d_w[w] * h
                 acc_f += d_w[uint32(w + gate)] * h
-                acc_g += d_w[uint32(w + gate2)] * h
-                acc_o += d_w[uint32(w + gate3)] * h
-            k = uint32(k + S)
+                acc_g += d_w[uint32(w + uint32(gate + gate))] * h
+                acc_o += d_w[uint32(w + uint32(uint32(gate + gate) + gate))] * h
+            kk = uint32(kk + S)
             w = uint32(w + w_step)
-        return acc_i, acc_f, acc_g, acc_o
+        return acc_i, acc_f, acc_g, acc_o, w
+
+    @device
+    def stage_rows(d_h0, d_y, t, smem, stage, tile, rb, nrows, k0, klen, st_r, st_c, st_q, st_s):
+        # smem[stage + r*tile + c] = h_{t-1}[rb + r, k0 + c] for r < nrows, c < klen; element
+        # e = tid + m*nthr of the (r, c) grid, (r, c) carried (nthr = st_q*tile + st_s)
+        r = st_r
+        c = st_c
+        while r < nrows:
+            if c < klen:
+                b = uint32(rb + r)
+                k = uint32(k0 + c)
+                if t == uint32(0):
+                    v = d_h0[b, k]
+                else:
+                    v = d_y[uint32(t - uint32(1)), b, k]
+                smem[uint32(stage + uint32(r * tile) + c)] = v
+            c = uint32(c + st_s)
+            r = uint32(r + st_q)
+            if c >= tile:
+                c = uint32(c - tile)
+                r = uint32(r + uint32(1))
 
     @device
     def step(t, n_t, d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-             j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red):
-        # t, n_t, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, red: uint32.
-        # Pair p = b*U + jj of this thread starts at slot (b_first, jj_first) and moves on by
-        # slots = q_u*U + r_u pairs per round, carried without a division.
+             j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+             stage, tile, rows, st_r, st_c, st_q, st_s):
+        # t, n_t, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, red, stage, tile, rows,
+        # st_*: uint32. Pair p = b*U + jj of this thread starts at slot (b_first, jj_first)
+        # and moves on by slots = q_u*U + r_u pairs per round, carried without a division;
+        # the round's first pair p0 = rb*U + rj moves on the same way.
+        #
+        # Shared memory a step touches: [W slice (read only, written before the time loop
+        # and a barrier) | scratch at red | stage at stage], three disjoint ranges.
+        # Stage, per round and k-tile, in this order, every thread the same trip counts
+        # (pairs, H and tile are the block's, so every barrier is reached by all threads):
+        #   (A) cuda.syncthreads(): every thread has finished its reads of the stage from the
+        #       previous tile or round (the dot of the previous iteration precedes A in
+        #       program order), and, at a step's first tile, of the previous step (the grid
+        #       sync or the per-step kernel's barriers lie between) -- so no write below
+        #       overwrites a value another thread still reads;
+        #   write: all threads copy h_{t-1} of the round's rows and the tile into the stage
+        #       (each element by exactly one thread). The source, y[t-1] or h0, is not
+        #       written during step t (this step writes y[t], h_n, c_n), and every block's
+        #       y[t-1] was written before the grid sync (or the previous launch);
+        #   (B) cuda.syncthreads(): the stage is complete before any thread reads it;
+        #   read: the dot products read the stage, and nothing writes it until the next A.
+        # The tree sum uses the scratch only, with its own barriers (below).
         B = uint32(d_hn.shape[0])
         H = uint32(d_hn.shape[1])
         one = _math.one_like(d_hn[0, 0])
@@ -116,6 +150,8 @@ def _make_forward(w_shared):
         gate = uint32(H * H)
         b = b_first
         jj = jj_first
+        rb = uint32(0)
+        rj = uint32(0)
         p0 = uint32(0)
         while p0 < pairs:  # the same trip count in every thread (barriers below)
             p = uint32(p0 + slot)
@@ -126,17 +162,33 @@ def _make_forward(w_shared):
             acc_f = zero
             acc_g = zero
             acc_o = zero
-            if active:
-                if w_shared:
-                    wrow = uint32(uint32(4) * uint32(jj * H))
-                else:
-                    wrow = uint32(j * H)
-                # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
-                if t == 0:
-                    acc_i, acc_f, acc_g, acc_o = dot4(d_w, wrow, gate, d_h0[b], lane, H, S, zero)
-                else:
-                    acc_i, acc_f, acc_g, acc_o = dot4(d_w, wrow, gate, d_y[uint32(t - uint32(1)), b],
-                                                      lane, H, S, zero)
+            # rows of this round that run at step t (rows are sorted: b < n_t)
+            nrows = uint32(0)
+            if rb < n_t:
+                nrows = uint32(n_t - rb)
+                if nrows > rows:
+                    nrows = rows
+            if w_shared:
+                w = uint32(uint32(uint32(4) * uint32(jj * H)) + uint32(uint32(4) * lane))
+                w_step = uint32(uint32(4) * S)   # smem[(jj*H + k)*4 + g]
+            else:
+                w = uint32(uint32(j * H) + lane)  # W_hh[(g*H + j)*H + k] = d_w[g*H*H + j*H + k]
+                w_step = S
+            hb = uint32(stage + uint32(uint32(b - rb) * tile))
+            k0 = uint32(0)
+            while k0 < H:  # the same trip count in every thread
+                klen = uint32(H - k0)
+                if klen > tile:
+                    klen = tile
+                cuda.syncthreads()  # (A) see above
+                stage_rows(d_h0, d_y, t, smem, stage, tile, rb, nrows, k0, klen,
+                           st_r, st_c, st_q, st_s)
+                cuda.syncthreads()  # (B) see above
+                if active:
+                    # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
+                    acc_i, acc_f, acc_g, acc_o, w = dot4(d_w, w, w_step, gate, smem, hb, lane,
+                                                         klen, S, acc_i, acc_f, acc_g, acc_o)
+                k0 = uint32(k0 + tile)
             if S > uint32(1):
                 # Tree sum over the S lanes of this pair through shared memory, a fixed
                 # order (bitwise reproducible). Lane l < off adds slot l + off, which no
@@ -188,6 +240,11 @@ def _make_forward(w_shared):
             if jj >= U:
                 jj = uint32(jj - U)
                 b = uint32(b + uint32(1))
+            rj = uint32(rj + r_u)
+            rb = uint32(rb + q_u)
+            if rj >= U:
+                rj = uint32(rj - U)
+                rb = uint32(rb + uint32(1))
 
     @device
     def coordinates(U, S):
@@ -198,9 +255,21 @@ def _make_forward(w_shared):
         return (uint32(tid % S), slot, uint32(slot // U), uint32(slot % U),
                 uint32(slots // U), uint32(slots % U))
 
+    @device
+    def staging(U, S, tile):
+        # (rows, st_r, st_c, st_q, st_s): the rows one round of slots pairs can touch
+        # (Plan.stage_rows before its clip to B), and this thread's first element (st_r,
+        # st_c) of a (rows, tile) grid walked in steps of nthr = st_q*tile + st_s; once
+        # per kernel
+        tid = uint32(cuda.threadIdx.x)
+        nthr = uint32(cuda.blockDim.x)
+        slots = uint32(nthr // S)
+        rows = uint32(uint32(uint32(slots + U - uint32(2)) // U) + uint32(1))
+        return rows, uint32(tid // tile), uint32(tid % tile), uint32(nthr // tile), uint32(nthr % tile)
+
     @kernel
     def _forward_persistent_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells,
-                                   training, d_nt, U_, S_, use_shared, red_):
+                                   training, d_nt, U_, S_, use_shared, red_, stage_, tile_):
         # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
         # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
         # use_shared equals w_shared (the host picks this kernel by it).
@@ -212,7 +281,10 @@ def _make_forward(w_shared):
         S = uint32(S_)
         red = uint32(red_)
         j0 = uint32(uint32(cuda.blockIdx.x) * U)
+        stage = uint32(stage_)
+        tile = uint32(tile_)
         lane, slot, b_first, jj_first, q_u, r_u = coordinates(U, S)
+        rows, st_r, st_c, st_q, st_s = staging(U, S, tile)
         # h_n, c_n of the block's units start as h0, c0 (a row of length 0 keeps them)
         ew.copy_block_units(d_h0, d_hn, j0, U)
         ew.copy_block_units(d_c0, d_cn, j0, U)
@@ -225,18 +297,20 @@ def _make_forward(w_shared):
             # loads are shared and 16-byte aligned (one LDS.128 for the four gates)
             if w_shared:
                 step(t, uint32(d_nt[t]), d_zx, smem, d_h0, d_y, d_hn, d_cn, d_gates, d_cells,
-                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+                     stage, tile, rows, st_r, st_c, st_q, st_s)
             else:
                 step(t, uint32(d_nt[t]), d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells,
-                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+                     training, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+                     stage, tile, rows, st_r, st_c, st_q, st_s)
             grid.sync()  # h_t of every unit is in y[t] before any block starts step t + 1
             t = uint32(t + uint32(1))
 
-    return step, coordinates, _forward_persistent_kernel
+    return step, coordinates, staging, _forward_persistent_kernel
 
 
-_step_shared, thread_coordinates, _persistent_shared = _make_forward(True)
-_step_global, _, _persistent_global = _make_forward(False)
+_step_shared, thread_coordinates, stage_coordinates, _persistent_shared = _make_forward(True)
+_step_global, _, _, _persistent_global = _make_forward(False)
 #: the persistent kernel by where W_hh lives (Plan.w_shared)
 PERSISTENT = {True: _persistent_shared, False: _persistent_global}
 _forward_persistent_kernel = _persistent_shared          # the name tests and bench/ plan with
@@ -245,7 +319,7 @@ _forward_persistent_global_kernel = _persistent_global
 
 @kernel
 def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-                         t_, n_t_, U_, S_, use_shared, red_):
+                         t_, n_t_, U_, S_, use_shared, red_, stage_, tile_):
     # One step; grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
     H = uint32(d_hn.shape[1])
@@ -254,7 +328,10 @@ def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
     U = uint32(U_)
     S = uint32(S_)
     red = uint32(red_)
+    stage = uint32(stage_)
+    tile = uint32(tile_)
     lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
+    rows, st_r, st_c, st_q, st_s = stage_coordinates(U, S, tile)
     n_slices = uint32(uint32(H + U - uint32(1)) // U)
     s = uint32(cuda.blockIdx.x)
     while s < n_slices:
@@ -268,10 +345,12 @@ def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
             _load_forward_slice(d_w, smem, j0, U, H)
             cuda.syncthreads()
             _step_shared(t, n_t, d_zx, smem, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+                         stage, tile, rows, st_r, st_c, st_q, st_s)
         else:
             _step_global(t, n_t, d_zx, d_w, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red)
+                         j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+                         stage, tile, rows, st_r, st_c, st_q, st_s)
         s = uint32(s + uint32(cuda.gridDim.x))
 
 
@@ -312,7 +391,7 @@ def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gat
 
     def persistent_args(p):
         return (d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt,
-                p.units, p.lanes, p.w_shared, p.red_offset)
+                p.units, p.lanes, p.w_shared, p.red_offset, p.stage_offset, p.stage_len)
 
     if 4 * H * H >= 2 ** 32:
         raise ValueError(f"hidden size {H}: the CUDA kernels index W_hh (4H x H) with 32 bits")
@@ -324,7 +403,8 @@ def forward_recurrence(d_zx, d_W_hh, d_h0, d_c0, lengths, d_y, d_hn, d_cn, d_gat
     for t in range(T):
         _forward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
             d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training,
-            t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset)
+            t, int(n_t[t]), p.units, p.lanes, p.w_shared, p.red_offset, p.stage_offset,
+            p.stage_len)
 
 
 def forward_layer(x, W_ih, W_hh, b, h0, c0, lengths, y, h_n, c_n, gates, cells, order=None):

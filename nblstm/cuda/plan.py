@@ -10,10 +10,18 @@ of length 4H), split over ``S`` consecutive threads and summed by a fixed tree
 in shared memory (bitwise reproducible; warp shuffles would be faster but the
 CUDA simulator the tests run on has none).
 
-Dynamic shared memory per block: ``[W_hh slice (4 U H) | scratch (A * threads)]``
-where A is the number of accumulators per thread (4 forward, 1 backward); the
-slice is left out, and W_hh read from global memory, when it does not fit
-``config.shared_bytes``.
+Dynamic shared memory per block:
+``[W_hh slice (4 U H) | scratch (A * threads) | stage (R * L)]``
+where A is the number of accumulators per thread (4 forward, 1 backward). The
+stage holds the vector the dot products read, h_{t-1} (forward, length H) or
+dz_{t+1} (backward, length 4H), of the R rows one round of pairs touches
+(R = min(B, (slots + U - 2) // U + 1) with slots = threads / S), one k-tile of
+L elements at a time: L is the whole vector where it fits the budget, else the
+largest multiple of 4 S that does, and at least 4 S (so a tile starts at a
+multiple of S and every lane's k sequence is unchanged). The slice is left out,
+and W_hh read from global memory, when it does not fit ``config.shared_bytes``
+beside the scratch and the smallest stage. The scratch and the smallest stage
+are always there, even past a budget smaller than them (0 in the tests).
 
 The persistent path launches one cooperative kernel for all time steps, with a
 grid-wide barrier between steps; it needs the whole grid resident at once, so
@@ -62,6 +70,12 @@ class Plan(NamedTuple):
         Element offset of the reduction scratch in shared memory.
     persistent : bool
         One cooperative launch for all steps (else one launch per step).
+    stage_offset : int
+        Element offset of the stage (a multiple of 4: 16-byte aligned for float32).
+    stage_rows : int
+        R, rows of the stage.
+    stage_len : int
+        L, elements per row of the stage (one k-tile; a multiple of 4 S).
     """
 
     units: int
@@ -72,6 +86,9 @@ class Plan(NamedTuple):
     w_shared: bool
     red_offset: int
     persistent: bool
+    stage_offset: int = 0
+    stage_rows: int = 0
+    stage_len: int = 0
 
 
 def _pow2_floor(n):
@@ -144,7 +161,11 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
         raise ValueError(f"rnn_threads must be a multiple of 32, got {threads_max}")
     scratch_max = accumulators * threads_max * itemsize
     slice_bytes = 4 * H * itemsize  # one unit's four gate rows of W_hh (or column, backward)
-    u_shared = max(0, config.shared_bytes - scratch_max) // slice_bytes
+    u_shared = min(H, max(0, config.shared_bytes - scratch_max) // slice_bytes)
+    # the stage takes room too: fewer units until the slice fits beside it
+    while u_shared >= 1 and not _layout(u_shared, H, B, itemsize, accumulators,
+                                        threads_max, u_shared).w_shared:
+        u_shared -= 1
     if config.units_per_block:
         units = int(config.units_per_block)
     else:
@@ -178,15 +199,33 @@ def plan(H, B, itemsize, accumulators, persistent_kernel, make_args):
     return p
 
 
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
 def _layout(units, H, B, itemsize, accumulators, threads_max, u_shared):
-    """The Plan (persistent=False) of ``units`` per block; W_hh in shared memory if units <= u_shared."""
-    w_shared = units <= u_shared
+    """The Plan (persistent=False) of ``units`` per block.
+
+    W_hh in shared memory if units <= u_shared and the slice fits the budget beside the
+    scratch and the smallest stage; the stage then gets what is left (see the module).
+    """
     blocks = -(-H // units)
     pairs = B * units
     lanes = max(1, min(32, _pow2_floor(threads_max // max(pairs, 1)), _pow2_floor(H)))
     threads = min(threads_max, -(-(pairs * lanes) // 32) * 32)
-    red_offset = 4 * units * H if w_shared else 0
     scratch = accumulators * threads if lanes > 1 else 0
-    shared_bytes = (red_offset + scratch) * itemsize
-    return Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False)
+    slots = threads // lanes
+    rows = max(1, min(B, (slots + units - 2) // units + 1))  # rows one round of pairs touches
+    length = 4 * H // accumulators  # the dot's length: H forward (4 sums), 4H backward (1)
+    quantum = 4 * lanes
+    budget = config.shared_bytes // itemsize
+    w_shared = (units <= u_shared
+                and _round_up(4 * units * H + scratch, 4) + rows * quantum <= budget)
+    red_offset = 4 * units * H if w_shared else 0
+    stage_offset = _round_up(red_offset + scratch, 4)
+    room = (budget - stage_offset) // rows // quantum * quantum
+    stage_len = max(quantum, min(_round_up(length, quantum), room))
+    shared_bytes = (stage_offset + rows * stage_len) * itemsize
+    return Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False,
+                stage_offset, rows, stage_len)
 

@@ -69,7 +69,7 @@ def _args_for(H, B):
         # d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cells, training, d_nt, ...
         return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(B, H), d(T, B, H), d(B, H), d(B, H),
                 d(T, B, 4 * H), d(T, B, H), True, cuda.to_device(np.zeros(T + 1, np.int64)),
-                p.units, p.lanes, p.w_shared, p.red_offset)
+                p.units, p.lanes, p.w_shared, p.red_offset, p.stage_offset, p.stage_len)
     return make
 
 

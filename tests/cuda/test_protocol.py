@@ -216,13 +216,13 @@ def test_plan_keeps_the_persistent_path_when_the_shared_grid_is_too_large(small_
     limit = {}
 
     def fake_limit(kern, args, threads, shared_bytes):
-        return limit["shared"] if shared_bytes > 4 * threads * 4 else limit["global"]
+        return limit["shared"] if kern is forward.PERSISTENT[True] else limit["global"]
 
     monkeypatch.setattr(plan, "max_cooperative_blocks", fake_limit)
 
     def plan_with(shared, global_):
         limit.update({"shared": shared, "global": global_})
-        return plan.plan(H, B, 4, 4, forward._forward_persistent_kernel, lambda p: ())
+        return plan.plan(H, B, 4, 4, forward.PERSISTENT, lambda p: ())
 
     p = plan_with(32, 32)  # the shared-memory grid (2 units, 32 blocks) fits
     assert (p.units, p.blocks, p.w_shared, p.persistent) == (2, 32, True, True)
