@@ -15,11 +15,33 @@ implementation          inference                                  training
 ``torch``               ``nn.LSTM(x)`` under ``torch.no_grad()``;  forward + ``y.backward(dy)`` with
                         lengths: ``pack_padded_sequence`` →        ``x.requires_grad`` (dx, dW, db as nblstm)
                         LSTM → ``pad_packed_sequence``
+``onnxruntime``         an ``InferenceSession`` of Transpose →     not run (onnxruntime has no training here)
+                        ``LSTM`` (weights from ``nblstm.to_onnx``,
+                        lengths as ``sequence_lens``) → Squeeze →
+                        Transpose; float32 only
+``jax``                 ``jit`` of ``lax.scan`` over the steps,    ``jit(value_and_grad(sum(y * dy)))`` with
+                        the input projection of all steps one      respect to x and the weights (dx, dW, db as
+                        product before the scan; lengths: a mask   nblstm: the gradient of sum(y * dy) is the
+                                                                   backward pass of ``dy``)
 ======================  =========================================  ==============================================
 
-Everything is batch first (the default layout of both APIs) and uses the
-same weights, so :func:`check_agreement` can make sure the three compute the
+Everything is batch first (the default layout of the APIs; onnxruntime's
+CPU ``LSTM`` kernel takes only ``layout=0``, time major, so its graph
+transposes x in and y out, as a batch-first user's graph would) and uses the
+same weights, so :func:`check_agreement` can make sure they all compute the
 same thing before anything is timed.
+
+The *peers* (:data:`PEERS`) are the libraries a user would pick instead of
+nblstm: torch, onnxruntime and JAX. Each is optional: where one is not
+installed, :func:`unavailable` says so and the run goes on without it; where
+one cannot run a case (onnxruntime: training, float64) :func:`not_applicable`
+gives the reason, which the run records. Threads: torch
+``set_num_threads(2)`` (compare.py), onnxruntime ``intra_op_num_threads=2``
+and ``inter_op_num_threads=1``; XLA has no flag for a thread count other than
+one (``--xla_cpu_multi_thread_eigen=false``): its intra-op pool
+(``tf_XLAEigen`` threads) has one thread per schedulable CPU, so on a machine
+with more than two cores run the benchmark under ``taskset -c 0,1``
+(:func:`jax_pool_threads` reports the pool's size).
 """
 from __future__ import annotations
 
@@ -48,7 +70,11 @@ B_SWEEP = [1, 4, 16, 64, 256]
 LENGTHS_POINTS = [(32, 100, 32, 64), (64, 100, 128, 256)]
 DTYPES = ["float32", "float64"]
 MODES = ["inference", "training"]
-IMPLEMENTATIONS = ["nblstm", "torch", "reference"]
+IMPLEMENTATIONS = ["nblstm", "torch", "reference", "onnxruntime", "jax"]
+#: the libraries a user would pick instead of nblstm; "best peer" is the fastest of them at a case
+PEERS = ["torch", "onnxruntime", "jax"]
+#: threads each peer is given (JAX: see the module docstring)
+PEER_THREADS = 2
 
 
 class Case(NamedTuple):
@@ -111,18 +137,67 @@ def make_inputs(case: Case) -> Inputs:
 
 
 def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return unavailable("torch") is None
+
+
+#: the modules an implementation needs, beyond nblstm and NumPy
+_NEEDS = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"], "jax": ["jax"]}
+
+
+def unavailable(name: str) -> str | None:
+    """Why implementation ``name`` cannot run in this environment, or None if it can."""
+    import importlib
+
+    for module in _NEEDS.get(name, []):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"{module} is not installed ({e})"
+    return None
+
+
+def not_applicable(name: str, case: Case) -> str | None:
+    """Why implementation ``name`` does not run ``case`` (it is installed), or None if it does."""
+    if name == "onnxruntime":
+        if case.mode != "inference":
+            return "onnxruntime: inference only"
+        if case.dtype != "float32":
+            return "onnxruntime: its CPU LSTM kernel is float32 only"
+    return None
 
 
 def available_implementations(wanted=None):
     names = list(IMPLEMENTATIONS if wanted is None else wanted)
-    if "torch" in names and not torch_available():
-        names.remove("torch")
-    return names
+    return [n for n in names if unavailable(n) is None]
+
+
+def peer_versions() -> dict:
+    """{peer: version} of the installed peers (the environment section of a report)."""
+    import importlib
+
+    out = {}
+    for name in PEERS:
+        if unavailable(name) is None:
+            out[name] = getattr(importlib.import_module(name), "__version__", "?")
+    return out
+
+
+def jax_pool_threads() -> int | None:
+    """Threads of XLA's CPU intra-op pool in this process (Linux), once JAX has run something."""
+    import os
+
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    n = 0
+    for t in tasks:
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                n += f.read().startswith("tf_XLAEigen")
+        except OSError:
+            pass
+    return n or None
 
 
 # --------------------------------------------------------------------------- factories
@@ -217,7 +292,155 @@ def _torch(case: Case, inp: Inputs):
     return fn, output
 
 
-FACTORIES = {"nblstm": _nblstm, "reference": _reference, "torch": _torch}
+def onnx_lstm_model(params, B_dim="B", T_dim="T", lengths=False):
+    """An ONNX model, batch first in and out: X (B, T, I) [, L (B,) int32] → Y (B, T, H).
+
+    Transpose → ``LSTM`` (W, R, B of ``nblstm.to_onnx`` as initializers,
+    ``layout=0``: onnxruntime's CPU kernel has no ``layout=1``) → Squeeze of
+    the direction axis → Transpose.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import nblstm
+
+    W, R, Bias = nblstm.to_onnx(params)
+    H = R.shape[2]
+    I = W.shape[2]
+    elem = helper.np_dtype_to_tensor_dtype(W.dtype)
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+             numpy_helper.from_array(Bias, "Bias"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")]
+    nodes = [helper.make_node("Transpose", ["X"], ["Xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["Xt", "W", "R", "Bias"] + (["L"] if lengths else []),
+                              ["Yt"], hidden_size=H, direction="forward"),
+             helper.make_node("Squeeze", ["Yt", "axis1"], ["Ys"]),
+             helper.make_node("Transpose", ["Ys"], ["Y"], perm=[1, 0, 2])]
+    inputs = [helper.make_tensor_value_info("X", elem, [B_dim, T_dim, I])]
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("L", TensorProto.INT32, [B_dim]))
+    graph = helper.make_graph(nodes, "nblstm_lstm", inputs,
+                              [helper.make_tensor_value_info("Y", elem, [B_dim, T_dim, H])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what onnxruntime releases of the last years all read
+    onnx.checker.check_model(model)
+    return model
+
+
+def _onnxruntime(case: Case, inp: Inputs):
+    import onnxruntime as ort
+
+    reason = not_applicable("onnxruntime", case)
+    if reason:
+        raise ValueError(reason)
+    x, p, _, lengths = inp
+    model = onnx_lstm_model(p, lengths=lengths is not None)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = PEER_THREADS
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    feed = {"X": np.ascontiguousarray(x)}
+    if lengths is not None:
+        feed["L"] = lengths.astype(np.int32)
+    last = {}
+
+    def fn():
+        last["y"] = sess.run(["Y"], feed)[0]
+
+    return fn, lambda: (last.get("y"), None)
+
+
+_JAX_READY = False
+
+
+def _jax_setup():
+    """Import JAX with float64 enabled (``jax_enable_x64``) on the CPU; the module."""
+    global _JAX_READY
+    import jax
+
+    if not _JAX_READY:
+        jax.config.update("jax_enable_x64", True)   # float64 arrays stay float64
+        jax.config.update("jax_platforms", "cpu")
+        _JAX_READY = True
+    return jax
+
+
+def jax_lstm(jax, x, W_ih, W_hh, b, lengths=None):
+    """y (B, T, H) of one LSTM layer in JAX, gates [i; f; g; o] as nblstm (no conversion).
+
+    The input projection of every step is one product before the scan (what a
+    tuned JAX LSTM does); the scan carries (h, c) over the time-major
+    projections. With ``lengths``, a step past a row's length keeps its state
+    and writes 0 to y, as nblstm does.
+    """
+    jnp, lax = jax.numpy, jax.lax
+    B, T, _ = x.shape
+    H = W_hh.shape[1]
+    zx = jnp.einsum("bti,gi->tbg", x, W_ih) + b          # (T, B, 4H)
+    h0 = jnp.zeros((B, H), x.dtype)
+    steps = jnp.arange(T)
+
+    def step(carry, inp):
+        h, c = carry
+        z_t, t = inp
+        z = z_t + h @ W_hh.T
+        i = jax.nn.sigmoid(z[:, :H])
+        f = jax.nn.sigmoid(z[:, H:2 * H])
+        g = jnp.tanh(z[:, 2 * H:3 * H])
+        o = jax.nn.sigmoid(z[:, 3 * H:])
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
+        if lengths is None:
+            return (h_new, c_new), h_new
+        m = (t < lengths)[:, None]
+        return ((jnp.where(m, h_new, h), jnp.where(m, c_new, c)),
+                jnp.where(m, h_new, jnp.zeros_like(h_new)))
+
+    _, ys = lax.scan(step, (h0, h0), (zx, steps))
+    return jnp.swapaxes(ys, 0, 1)                          # (B, T, H)
+
+
+def _jax(case: Case, inp: Inputs):
+    jax = _jax_setup()
+    jnp = jax.numpy
+
+    x, p, dy, lengths = inp
+    cpu = jax.devices("cpu")[0]
+    put = lambda a: jax.device_put(jnp.asarray(np.ascontiguousarray(a)), cpu)  # noqa: E731
+    xj, dyj = put(x), put(dy)
+    wj = tuple(put(a) for a in p)
+    lj = None if lengths is None else put(lengths)
+    last = {}
+    if case.mode == "inference":
+        f = jax.jit(lambda x, w, lens: jax_lstm(jax, x, *w, lengths=lens))
+
+        def fn():
+            last["y"] = f(xj, wj, lj).block_until_ready()
+    else:
+        def loss(w, x, dy, lens):
+            y = jax_lstm(jax, x, *w, lengths=lens)
+            return jnp.sum(y * dy), y
+
+        g = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+
+        def fn():
+            (_, y), (dw, dx) = g(wj, xj, dyj, lj)
+            jax.block_until_ready((y, dw, dx))
+            last["y"], last["dx"] = y, dx
+
+    def output():
+        y, dx = last.get("y"), last.get("dx")
+        return (None if y is None else np.asarray(y), None if dx is None else np.asarray(dx))
+
+    return fn, output
+
+
+FACTORIES = {"nblstm": _nblstm, "reference": _reference, "torch": _torch,
+             "onnxruntime": _onnxruntime, "jax": _jax}
 
 
 def make_callable(name: str, case: Case, inp: Inputs | None = None):

@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Time nblstm against torch.nn.LSTM and the NumPy reference in one run, and check the targets.
+"""Time nblstm against its peers (torch, onnxruntime, JAX) and the NumPy reference in one run.
 
     python bench/compare.py                    # the full run (several minutes on 2 cores)
     python bench/compare.py --quick            # a smoke-test subset
     python bench/compare.py --skip sweeps,isolation,memory,startup --blocks 3
     python bench/compare.py --replace          # overwrite the committed bench/RESULTS.md
+    python bench/compare.py --impls nblstm,torch,reference   # without the onnxruntime and JAX peers
 
 Without ``--replace`` or ``--out`` a run writes to a new folder
 ``bench/runs/<UTC stamp>/`` (RESULTS.md, results.png, results.json), never over
 the committed results. RESULTS.md holds the run's generated tables only; what
 binds each target and the decisions the numbers hold are in docs/performance.md.
+The peers are optional: one that is not installed is left out with a line
+saying so, and one that cannot run a case (onnxruntime: training, float64) is
+recorded as skipped for it. Every ratio is nblstm / peer (below 1 nblstm is
+faster); "best peer" is the fastest peer at that case.
 How the timing works is in ``harness.py``; the cases and implementations in
 ``bench_common.py``; the targets in ``targets.py``; the figure in ``plot.py``;
 the subprocess probes in ``probes.py``.
@@ -17,7 +22,7 @@ the subprocess probes in ``probes.py``.
 Sections
 --------
 grid       the four points of bench_common.GRID, both dtypes and modes, all implementations
-sweeps     T, H and B sweeps (nblstm and torch), for the plot
+sweeps     T, H and B sweeps (nblstm and the peers), for the plot
 lengths    lengths uniform in [T/2, T] against the same batch at full length
 load       the float32 grid with two busy processes competing for the cores
 isolation  a few cases again, each implementation alone in a fresh process
@@ -51,21 +56,30 @@ SECTIONS = ["grid", "sweeps", "lengths", "load", "isolation", "memory", "startup
 # --------------------------------------------------------------------------- cases
 
 def run_case(case, impls, args, extra=None):
-    """Time ``impls`` on ``case`` (plus ``extra``: {label: (case, impl)}) in alternating blocks."""
-    fns, outputs = {}, {}
+    """Time ``impls`` on ``case`` (plus ``extra``: {label: (case, impl)}) in alternating blocks.
+
+    An implementation that does not run ``case`` (``bc.not_applicable``) is
+    left out, its reason kept under ``"skipped"``.
+    """
+    fns, outputs, skipped = {}, {}, {}
     inputs = bc.make_inputs(case)
     for name in impls:
+        reason = bc.not_applicable(name, case)
+        if reason:
+            skipped[name] = reason
+            continue
         fns[name], outputs[name] = bc.make_callable(name, case, inputs)
     for label, (other_case, name) in (extra or {}).items():
-        fns[label], _ = bc.make_callable(name, other_case)
+        if bc.not_applicable(name, other_case) is None:
+            fns[label], _ = bc.make_callable(name, other_case)
     for fn in fns.values():          # one call each, then the agreement check, before timing
         fn()
-    problems = bc.check_agreement({n: outputs[n]() for n in impls}, case.dtype)
+    problems = bc.check_agreement({n: o() for n, o in outputs.items()}, case.dtype)
     for p in problems:
         print(f"  WARNING {case.label()}: {p}", flush=True)
     timings = harness.time_blocks(fns, args.blocks, args.pause, args.min_block)
     r = {"case": case._asdict(), "times": {n: t.as_dict() for n, t in timings.items()},
-         "problems": problems}
+         "problems": problems, "skipped": skipped}
     print(f"  {case.label():58s} " + "  ".join(
         f"{n} {fmt_ms(t.steady)} ({fmt_ms(t.after_idle)})" for n, t in timings.items()),
         flush=True)
@@ -113,9 +127,21 @@ def fmt_time(result, impl, key="steady"):
     return fmt_ms(t[key]) + ("*" if noisy else "")
 
 
+def ratio_peers(impls):
+    """The peers that get a ratio column: torch always (— when it is not installed), then the others run."""
+    return ["torch"] + [p for p in bc.PEERS if p != "torch" and p in impls]
+
+
+def fmt_best(result, nb):
+    best = targets.best_peer(result)
+    return "—" if nb is None or best is None else f"{nb / best[1]:.2f} ({best[0]})"
+
+
 def table_rows(results, impls, rates, extra_cols=()):
-    """Steady state and after-idle per implementation, ratios, and GFLOP/s against the GEMM rate."""
+    """Steady state and after-idle per implementation, ratios to each peer and to the best one,
+    and GFLOP/s against the GEMM rate."""
     rows = []
+    peers = ratio_peers(impls)
     for r in results:
         c = bc.Case(**r["case"])
         nb = targets.steady(r, "nblstm")
@@ -124,8 +150,11 @@ def table_rows(results, impls, rates, extra_cols=()):
         row += [fmt_time(r, i) for i in impls]
         row += [fmt_time(r, e) for e in extra_cols]
         row += [fmt_time(r, i, "after_idle") for i in ("nblstm", "torch") if i in impls]
-        tt, rr = targets.steady(r, "torch"), targets.steady(r, "reference")
-        row.append("—" if nb is None or tt is None else f"{nb / tt:.2f}")
+        rr = targets.steady(r, "reference")
+        for peer in peers:
+            tp = targets.steady(r, peer)
+            row.append("—" if nb is None or tp is None else f"{nb / tp:.2f}")
+        row.append(fmt_best(r, nb))
         # on a shared machine the fastest calls are the closest to the uncontended cost
         fb, ft = (r["times"].get(i, {}).get("fastest") for i in ("nblstm", "torch"))
         row.append("—" if fb is None or ft is None else f"{fb / ft:.2f}")
@@ -140,7 +169,8 @@ def table_rows(results, impls, rates, extra_cols=()):
     header = (["(B, T, I, H)", "dtype", "mode"] + [f"{i} ms" for i in impls]
               + [f"{e} ms" for e in extra_cols]
               + [f"{i} after idle ms" for i in ("nblstm", "torch") if i in impls]
-              + ["nblstm/torch", "nblstm/torch best call"] + (["nblstm/reference"] if "reference" in impls else [])
+              + [f"nblstm/{p}" for p in peers] + ["nblstm/best peer", "nblstm/torch best call"]
+              + (["nblstm/reference"] if "reference" in impls else [])
               + [f"{i} GFLOP/s (% of GEMM)" for i in ("nblstm", "torch") if i in impls])
     return header, rows
 
@@ -153,11 +183,12 @@ def load_rows(results):
         row = [f"({c.B}, {c.T}, {c.I}, {c.H})", c.dtype, c.mode, fmt_ms(nb["steady"]),
                fmt_ms(th["steady"]) if th else "—",
                f"{nb['steady'] / th['steady']:.2f}" if th else "—",
+               fmt_best(r, nb["steady"]),
                f"{nb['slowest'] / nb['steady']:.1f}",
                f"{th['slowest'] / th['steady']:.1f}" if th else "—"]
         rows.append(row)
     header = ["(B, T, I, H)", "dtype", "mode", "nblstm ms", "torch ms", "nblstm/torch",
-              "nblstm slowest / median", "torch slowest / median"]
+              "nblstm/best peer", "nblstm slowest / median", "torch slowest / median"]
     return header, rows
 
 
@@ -168,14 +199,17 @@ def write_markdown(path, res, env, target_rows, sections, plot_name):
            f"back-to-back calls, the blocks alternating with a {res['pause']} s pause before "
            "each. *Steady* is the median of the calls after the first of each block; "
            "*after idle* the median of the first calls, which pay for waking thread pools. "
-           "Ratios are of steady medians from this run. A time marked * had its median above "
+           "Ratios are of steady medians from this run, nblstm / peer (below 1 nblstm is "
+           "faster); *best peer* is the fastest of torch, onnxruntime and JAX at that case "
+           "(onnxruntime runs float32 inference only). A time marked * had its median above "
            f"{NOISY} x its fastest call. What binds each target, and the design decisions these "
            "numbers hold, are in docs/performance.md.", ""]
     if res.get("busy"):
         out += [f"**WARNING: {res['busy']}**", ""]
     if res["quick"]:
         out += ["**--quick run: a subset, for smoke testing.**", ""]
-    out += ["## Targets (speed against torch, lengths, load, start-up, memory)", "",
+    out += ["## Targets (speed against torch and the best peer, lengths, load, start-up, memory)",
+            "",
             "| target | measured | verdict |", "|---|---|---|"]
     out += [f"| {t} | {m} | **{v}** |" for t, m, v, _ in target_rows]
     out.append("")
@@ -185,6 +219,7 @@ def write_markdown(path, res, env, target_rows, sections, plot_name):
             out += [f"- {d}" for d in details]
             out += ["", "</details>", ""]
     out += ["## Machine", ""] + harness.environment_lines(env)
+    out += peer_lines(env)
     out.append(f"- load average before / after: {res['load_before']} / {res['load_after']}")
     out.append(f"- GEMM rate (np.dot, {res['gemm_n']}×{res['gemm_n']}, all BLAS threads): "
                + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in res["rates"].items()))
@@ -218,10 +253,51 @@ def write_markdown(path, res, env, target_rows, sections, plot_name):
         out += [md_table(["cache", "process wall s", "import s", "first forward s",
                           "first backward s"], rows), ""]
     if plot_name:
-        out += ["## Plot", "", f"![steady-state time and nblstm/torch vs. H, B and T]({plot_name})",
+        out += ["## Plot", "", f"![steady-state time and nblstm/peer vs. H, B and T]({plot_name})",
                 ""]
     # only the run's own section: the Dask and call-overhead sections after it stay as they are
     harness.write_section(path, "compare", "\n".join(out))
+
+
+def peer_environment(impls):
+    """Versions and threads of the peers besides torch (harness.environment covers torch)."""
+    info = {"peers_run": [p for p in bc.PEERS if p in impls],
+            "peers_missing": {p: bc.unavailable(p) for p in bc.PEERS if bc.unavailable(p)}}
+    versions = bc.peer_versions()
+    if "onnxruntime" in impls:
+        info["onnxruntime"] = versions.get("onnxruntime")
+        info["onnxruntime_threads"] = (f"intra_op_num_threads={bc.PEER_THREADS}, "
+                                       "inter_op_num_threads=1, sequential")
+    if "jax" in impls:
+        import jax
+
+        info["jax"] = versions.get("jax")
+        info["jax_backend"] = jax.default_backend()
+        info["jax_xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        info["jax_pool_threads"] = bc.jax_pool_threads()
+        info["jax_schedulable_cpus"] = (len(os.sched_getaffinity(0))
+                                        if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    return info
+
+
+def peer_lines(env):
+    lines = []
+    for k in ("onnxruntime", "onnxruntime_threads", "jax", "jax_backend", "jax_xla_flags",
+              "jax_pool_threads", "jax_schedulable_cpus"):
+        if env.get(k) not in (None, ""):
+            lines.append(f"- {k}: `{env[k]}`")
+    for peer, why in (env.get("peers_missing") or {}).items():
+        lines.append(f"- {peer}: **not run — {why}**")
+    return lines
+
+
+def warn_jax_threads():
+    """XLA's pool has a thread per schedulable CPU: say so where that is more than the peers get."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if n and n > bc.PEER_THREADS:
+        print(f"WARNING: JAX uses {n} threads here (one per schedulable CPU; XLA has no flag for "
+              f"{bc.PEER_THREADS}); run under `taskset -c 0,1` for {bc.PEER_THREADS} threads each.",
+              flush=True)
 
 
 # --------------------------------------------------------------------------- main
@@ -241,7 +317,8 @@ def parse_args(argv=None):
     p.add_argument("--replace", action="store_true",
                    help="write bench/RESULTS.md and bench/results.png, replacing the committed ones")
     p.add_argument("--impls", default=",".join(bc.IMPLEMENTATIONS),
-                   help="comma-separated implementations (default: all available)")
+                   help=f"comma-separated implementations, of: {','.join(bc.IMPLEMENTATIONS)} "
+                        "(default: all that are installed)")
     p.add_argument("--skip", default="", help=f"sections to skip, of: {','.join(SECTIONS)}")
     p.add_argument("--load-dtypes", default="float32",
                    help="dtypes of the load section (default float32)")
@@ -278,8 +355,13 @@ def main(argv=None):
     impls = bc.available_implementations(wanted)
     if "torch" in wanted and "torch" not in impls:
         print("torch is not installed: ratios against torch are NOT MEASURED.", flush=True)
+    for peer in bc.PEERS:
+        if peer in wanted and peer not in impls:
+            print(f"{peer} left out: {bc.unavailable(peer)}", flush=True)
     if "torch" in impls:
         _set_torch_threads()
+    if "jax" in impls:
+        warn_jax_threads()
     import nblstm  # noqa: F401  (fail early with a clear error)
 
     t_start = time.perf_counter()
@@ -348,6 +430,7 @@ def main(argv=None):
     res["load_after"] = harness.load_average()
 
     env = harness.environment("torch" in impls)
+    env.update(peer_environment(impls))
     sections = []
     for key, title in (("grid", "Grid"), ("t_sweep", "T sweep at (32, T, 32, 64)"),
                        ("h_sweep", "H sweep at (32, 50, 32, H)"),

@@ -1,10 +1,12 @@
-"""The figure of a ``compare.py`` run: the sweeps, nblstm against torch, and their ratio.
+"""The figure of a ``compare.py`` run: the sweeps, nblstm against its peers, and the ratios.
 
 Implementations differ in colour *and* marker (nblstm blue circles, torch
-orange squares, the reference grey triangles), so they stay apart in print
-and for colour-blind readers; the mode is the line style (inference solid,
-training dashed) and the dtype the marker fill (float32 filled, float64 open).
-The lower row is nblstm / torch, with the parity line at 1. The machine, the
+orange squares, onnxruntime green diamonds, JAX purple down-triangles, the
+reference grey triangles), so they stay apart in print and for colour-blind
+readers; the mode is the line style (inference solid, training dashed) and the
+dtype the marker fill (float32 filled, float64 open). The lower row is
+nblstm / peer, one line per peer in the peer's colour and marker, with the
+parity line at 1 (below it nblstm is faster). The machine, the
 date and the commit are on the figure itself, so a copy of the image still
 says where it came from.
 """
@@ -16,6 +18,8 @@ import bench_common as bc
 
 STYLE = {"nblstm": dict(color="tab:blue", marker="o"),
          "torch": dict(color="tab:orange", marker="s"),
+         "onnxruntime": dict(color="tab:green", marker="D"),
+         "jax": dict(color="tab:purple", marker="v"),
          "reference": dict(color="tab:gray", marker="^")}
 LINE = {"inference": "-", "training": "--"}
 
@@ -55,12 +59,16 @@ def plot(path, res, env):
             ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], LINE[mode],
                     color=st["color"], marker=st["marker"], ms=5,
                     markerfacecolor=_fill(dtype, st["color"]))
-            other = series.get(("torch", dtype, mode))
-            if impl == "nblstm" and other:
+            for peer in bc.PEERS if impl == "nblstm" else ():
+                other = series.get((peer, dtype, mode))
+                if not other:
+                    continue
                 theirs = dict(other)
                 ratio = [(v, t / theirs[v]) for v, t in pts if v in theirs]
+                pst = STYLE[peer]
                 rax.plot([p[0] for p in ratio], [p[1] for p in ratio], LINE[mode],
-                         color="black", marker="o", ms=4, markerfacecolor=_fill(dtype, "black"))
+                         color=pst["color"], marker=pst["marker"], ms=4,
+                         markerfacecolor=_fill(dtype, pst["color"]))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_ylabel("steady-state time per call (ms)")
@@ -70,7 +78,7 @@ def plot(path, res, env):
         rax.set_xscale("log", base=2)
         rax.set_yscale("log")
         rax.set_xlabel(var)
-        rax.set_ylabel("nblstm / torch")
+        rax.set_ylabel("nblstm / peer")
         rax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], ls="", label=impl, ms=7, markerfacecolor=st["color"], **st)
                for impl, st in STYLE.items() if any(impl in r["times"] for p in panels
@@ -80,7 +88,8 @@ def plot(path, res, env):
                 for d, f in (("float32", "black"), ("float64", "white"))]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
                frameon=False)
-    fig.suptitle(f"nblstm {env.get('git')} vs torch {env.get('torch')} — {env.get('cpu')}, "
+    peers = ", ".join(f"{p} {env.get(p)}" for p in bc.PEERS if env.get(p))
+    fig.suptitle(f"nblstm {env.get('git')} vs {peers or 'no peer'} — {env.get('cpu')}, "
                  f"{env.get('cores')} cores, numba threads {env.get('numba_threads')}, "
                  f"{env.get('date')}", fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 0.96))

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: nblstm against the NumPy reference and torch.nn.LSTM.
+"""pytest-benchmark suite: nblstm against the NumPy reference and its peers (torch, onnxruntime, JAX).
 
     python -m pytest bench/ --benchmark-only
     python -m pytest bench/ --benchmark-only -k "float32 and inference" --benchmark-group-by=group
@@ -6,8 +6,9 @@
 Each test is one (configuration, dtype, mode, implementation); tests of the
 same configuration, dtype and mode share a benchmark group, so the report
 compares the implementations side by side. Compilation and the first,
-thread-waking calls happen before the timed rounds. Torch tests are skipped
-when torch is not installed. For ratios measured in one interleaved run, and
+thread-waking calls happen before the timed rounds. A peer's tests are
+skipped when it is not installed, and onnxruntime's where it does not run the
+case (training, float64). For ratios measured in one interleaved run, and
 the targets (bench/README.md), use ``python bench/compare.py``.
 
 Not collected by a plain ``python -m pytest`` (testpaths is ``tests``, ``README.md`` and ``docs``).
@@ -36,14 +37,21 @@ def _cases():
 
 @pytest.fixture(params=bc.IMPLEMENTATIONS)
 def impl(request):
+    why = bc.unavailable(request.param)
+    if why:
+        pytest.skip(why)
     if request.param == "torch":
-        torch = pytest.importorskip("torch")
-        torch.set_num_threads(2)
+        import torch
+
+        torch.set_num_threads(bc.PEER_THREADS)
     return request.param
 
 
-@pytest.mark.parametrize("case", _cases())
+@pytest.mark.parametrize("case", list(_cases()))
 def test_lstm(benchmark, case, impl):
+    why = bc.not_applicable(impl, case)
+    if why:
+        pytest.skip(why)
     fn, output = bc.make_callable(impl, case)
     for _ in range(3):  # compile (nblstm), then wake every library's thread pool
         fn()
