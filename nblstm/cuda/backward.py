@@ -31,7 +31,7 @@ from . import elementwise as ew
 from . import shared_arrays, workspace
 from ._jit import device, kernel
 from .activations import cell_backward, tanh
-from .forward import thread_coordinates
+from .forward import stage_coordinates, thread_coordinates
 from .layout import as_operand
 from .matmul import matmul
 from .plan import plan
@@ -63,21 +63,51 @@ def _make_backward(w_shared):
     """
 
     @device
-    def dot(d_w, w, w_step, dzrow, lane, G, S, zero):
-        # dh = sum over n = lane, lane + S, ... < 4H of dz_{t+1}[b, n] * W_hh[n, j], in that order
-        acc = zero
-        n = lane
-        while n < G:
-            acc += dzrow[n] * d_w[w]
-            n = uint32(n + S)
+    def dot(d_w, w, w_step, smem, zb, lane, nlen, S, acc):
+        # One tile: acc += dz_{t+1}[b, n] * W_hh[n, j] for n = n0 + nn, nn = lane, lane + S,
+        # ... < nlen, in that order, dz from the stage smem[zb + nn]; w returned moved on.
+        # Tile after tile: the products and the order of the old single loop over n.
+        nn = lane
+        while nn < nlen:
+            acc += smem[uint32(zb + nn)] * d_w[w]
+            nn = uint32(nn + S)
             w = uint32(w + w_step)
-        return acc
+        return acc, w
+
+    @device
+    def stage_rows(d_dz, tt, smem, stage, tile, rb, nrows, n0, nlen, st_r, st_c, st_q, st_s):
+        # smem[stage + r*tile + c] = dz_{t+1}[rb + r, n0 + c] for r < nrows, c < nlen; as
+        # forward's stage_rows
+        r = st_r
+        c = st_c
+        while r < nrows:
+            if c < nlen:
+                smem[uint32(stage + uint32(r * tile) + c)] = d_dz[tt, uint32(rb + r), uint32(n0 + c)]
+            c = uint32(c + st_s)
+            r = uint32(r + st_q)
+            if c >= tile:
+                c = uint32(c - tile)
+                r = uint32(r + uint32(1))
 
     @device
     def step(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dc,
-             d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red):
+             d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,
+             stage, tile, rows, st_r, st_c, st_q, st_s):
         # Step t = tt - 1 (tt from T down to 0; tt == 0 only finishes dh0 from dz_0), all
-        # indices uint32. Pairs advance as in forward's step.
+        # indices uint32. Pairs (and the round's first pair rb*U + rj) advance as in
+        # forward's step.
+        #
+        # Shared memory: [W slice (read only after the kernel's first barrier) | scratch at
+        # red | stage at stage], disjoint. Per round and tile, every thread the same trip
+        # counts: (A) cuda.syncthreads() -- every thread has finished reading the stage of
+        # the previous tile, round or step (its dot precedes A; between steps lie the grid
+        # sync or the per-step kernel's barriers), so no write overwrites a value still read;
+        # then all threads copy dz_{t+1} of the round's carried rows (b < n_next) and the
+        # tile into the stage, each element by one thread -- dz_{t+1} = d_dz[tt] is not
+        # written during this step (it writes d_dz[tt - 1]) and every block wrote it before
+        # the grid sync (or the previous launch); (B) cuda.syncthreads() -- the stage is
+        # complete before any read; the dots then read it, and nothing writes it before the
+        # next A. The tree sum uses the scratch only.
         B = uint32(d_dhn.shape[0])
         H = uint32(d_dhn.shape[1])
         G = uint32(uint32(4) * H)
@@ -88,6 +118,8 @@ def _make_backward(w_shared):
         pairs = uint32(B * U)
         b = b_first
         jj = jj_first
+        rb = uint32(0)
+        rj = uint32(0)
         p0 = uint32(0)
         while p0 < pairs:  # the same trip count in every thread (barriers below)
             p = uint32(p0 + slot)
@@ -95,13 +127,30 @@ def _make_backward(w_shared):
             valid = p < pairs and j < H
             carried = valid and b < n_next  # row b ran at step t + 1
             acc = zero
-            if carried:
-                # dh[b, j] += dz_{t+1}[b, n] * W_hh[n, j]
-                if w_shared:
-                    acc = dot(d_w, uint32(uint32(jj * G) + lane), S, d_dz[tt, b], lane, G, S, zero)
-                else:
-                    acc = dot(d_w, uint32(uint32(lane * H) + j), uint32(S * H), d_dz[tt, b],
-                              lane, G, S, zero)
+            nrows = uint32(0)  # rows of this round that ran at step t + 1
+            if rb < n_next:
+                nrows = uint32(n_next - rb)
+                if nrows > rows:
+                    nrows = rows
+            if w_shared:
+                w = uint32(uint32(jj * G) + lane)
+                w_step = S
+            else:
+                w = uint32(uint32(lane * H) + j)
+                w_step = uint32(S * H)
+            zb = uint32(stage + uint32(uint32(b - rb) * tile))
+            n0 = uint32(0)
+            while n0 < G:  # the same trip count in every thread
+                nlen = uint32(G - n0)
+                if nlen > tile:
+                    nlen = tile
+                cuda.syncthreads()  # (A) see above
+                stage_rows(d_dz, tt, smem, stage, tile, rb, nrows, n0, nlen, st_r, st_c, st_q, st_s)
+                cuda.syncthreads()  # (B) see above
+                if carried:
+                    # dh[b, j] += dz_{t+1}[b, n] * W_hh[n, j]
+                    acc, w = dot(d_w, w, w_step, smem, zb, lane, nlen, S, acc)
+                n0 = uint32(n0 + tile)
             if S > uint32(1):
                 # Tree sum over the S lanes of this pair through shared memory, a fixed
                 # order (bitwise reproducible); see forward's step.
@@ -156,10 +205,16 @@ def _make_backward(w_shared):
             if jj >= U:
                 jj = uint32(jj - U)
                 b = uint32(b + uint32(1))
+            rj = uint32(rj + r_u)
+            rb = uint32(rb + q_u)
+            if rj >= U:
+                rj = uint32(rj - U)
+                rb = uint32(rb + uint32(1))
 
     @kernel
     def _backward_persistent_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn,
-                                    d_dc, d_hprev, d_dh0, d_nt, U_, S_, use_shared, red_):
+                                    d_dc, d_hprev, d_dh0, d_nt, U_, S_, use_shared, red_,
+                                    stage_, tile_):
         # One launch for all steps; block blockIdx.x owns units [j0, j0 + U) (the host
         # launches exactly ceil(H / U) blocks), with a grid-wide barrier between steps.
         # use_shared equals w_shared (the host picks this kernel by it).
@@ -171,7 +226,10 @@ def _make_backward(w_shared):
         S = uint32(S_)
         red = uint32(red_)
         j0 = uint32(uint32(cuda.blockIdx.x) * U)
+        stage = uint32(stage_)
+        tile = uint32(tile_)
         lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
+        rows, st_r, st_c, st_q, st_s = stage_coordinates(U, S, tile)
         ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
         if w_shared:
             _load_backward_slice(d_w, smem, j0, U, H)
@@ -184,11 +242,11 @@ def _make_backward(w_shared):
             if w_shared:  # smem itself: shared loads (see forward's persistent kernel)
                 step(tt, n_t, n_next, d_dz, smem, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
                      d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
-                     smem, red)
+                     smem, red, stage, tile, rows, st_r, st_c, st_q, st_s)
             else:
                 step(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
                      d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
-                     smem, red)
+                     smem, red, stage, tile, rows, st_r, st_c, st_q, st_s)
             grid.sync()  # dz_t of every unit is written before any block starts step t - 1
             s = uint32(s + uint32(1))
 
@@ -205,7 +263,8 @@ _backward_persistent_global_kernel = _persistent_global
 
 @kernel
 def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc,
-                          d_hprev, d_dh0, t_, n_t_, n_next_, U_, S_, use_shared, red_):
+                          d_hprev, d_dh0, t_, n_t_, n_next_, U_, S_, use_shared, red_, stage_,
+                          tile_):
     # One step (t_ from T-1 down to -1); grid-stride over the ceil(H / U) unit slices.
     smem = cuda.shared.array(0, dtype=d_w.dtype)
     H = uint32(d_dhn.shape[1])
@@ -215,7 +274,10 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
     U = uint32(U_)
     S = uint32(S_)
     red = uint32(red_)
+    stage = uint32(stage_)
+    tile = uint32(tile_)
     lane, slot, b_first, jj_first, q_u, r_u = thread_coordinates(U, S)
+    rows, st_r, st_c, st_q, st_s = stage_coordinates(U, S, tile)
     n_slices = uint32(uint32(H + U - uint32(1)) // U)
     s = uint32(cuda.blockIdx.x)
     while s < n_slices:
@@ -229,11 +291,11 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
             cuda.syncthreads()
             _step_shared(tt, n_t, n_next, d_dz, smem, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
                          d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
-                         smem, red)
+                         smem, red, stage, tile, rows, st_r, st_c, st_q, st_s)
         else:
             _step_global(tt, n_t, n_next, d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
                          d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,
-                         smem, red)
+                         smem, red, stage, tile, rows, st_r, st_c, st_q, st_s)
         s = uint32(s + uint32(cuda.gridDim.x))
 
 
@@ -272,7 +334,8 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
 
     def persistent_args(p):
         return (d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev,
-                d_dh0, d_nt, p.units, p.lanes, p.w_shared, p.red_offset)
+                d_dh0, d_nt, p.units, p.lanes, p.w_shared, p.red_offset, p.stage_offset,
+                p.stage_len)
 
     if 4 * H * H >= 2 ** 32:
         raise ValueError(f"hidden size {H}: the CUDA kernels index W_hh (4H x H) with 32 bits")
@@ -285,7 +348,7 @@ def backward_recurrence(d_W_hh, d_h0, d_c0, lengths, d_gates, d_cells, d_dy, d_d
         _backward_step_kernel[p.blocks, p.threads, 0, p.shared_bytes](
             d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, d_dcn, d_dc, d_hprev, d_dh0,
             t, int(n[t]) if t >= 0 else 0, int(n[t + 1]), p.units, p.lanes, p.w_shared,
-            p.red_offset)
+            p.red_offset, p.stage_offset, p.stage_len)
 
 
 def backward_layer(x, W_ih, W_hh, h0, c0, lengths, gates, cells, dy, dh_n, dc_n,
