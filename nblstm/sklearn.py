@@ -56,6 +56,23 @@ def _ndim(X):
     return ndim
 
 
+def _positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _number(name, value, expected, ok):
+    """``value`` as a float, when it is a finite real number for which ``ok`` holds."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = np.nan
+    if isinstance(value, (bool, np.bool_, str)) or not (np.isfinite(number) and ok(number)):
+        raise ValueError(f"{name}: expected a finite number {expected}, got {value!r}")
+    return number
+
+
 class _LSTMBase(BaseEstimator):
     """What the regressor and the classifier share: the options, X's checks, the fit."""
 
@@ -115,18 +132,36 @@ class _LSTMBase(BaseEstimator):
             raise ValueError(f"X: expected at least 1 time step, got shape {X.shape}")
         return X
 
-    def _check_params(self):
+    def _check_params(self, n_samples):
+        """The estimator's options, checked here so that errors name them (not minimize_adam's arguments)."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver: expected one of {', '.join(map(repr, SOLVERS))}, got {self.solver!r}")
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto") and not (
                 isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
             raise ValueError(f"batch_size: expected 'auto' or a positive integer, got {self.batch_size!r}")
+        _positive_int("max_iter", self.max_iter)
+        _number("alpha", self.alpha, ">= 0", lambda a: a >= 0)
+        _number("tol", self.tol, ">= 0", lambda a: a >= 0)
+        if self.solver == "lbfgs":
+            _positive_int("max_fun", self.max_fun)
+            return
+        _number("learning_rate_init", self.learning_rate_init, "> 0", lambda a: a > 0)
+        _number("beta_1", self.beta_1, "in [0, 1)", lambda a: 0 <= a < 1)
+        _number("beta_2", self.beta_2, "in (0, 1)", lambda a: 0 < a < 1)
+        _number("epsilon", self.epsilon, "> 0", lambda a: a > 0)
+        _positive_int("n_iter_no_change", self.n_iter_no_change)
+        if self.early_stopping:
+            fraction = _number("validation_fraction", self.validation_fraction, "in (0, 1)", lambda a: 0 < a < 1)
+            n_val = int(np.ceil(fraction * n_samples))
+            if n_val >= n_samples:
+                raise ValueError(f"validation_fraction: expected a fraction that leaves samples to train on "
+                                 f"(n_samples = {n_samples}), got {self.validation_fraction!r}")
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, target, n_outputs, score):
         """Fit an LSTMModel with K = n_outputs; ``score(model, X, y)`` is the validation score (higher is better)."""
-        self._check_params()
         n = X.shape[0]
+        self._check_params(n)
         seed = np.random.default_rng(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         model = init_model(X.shape[2], self.hidden_size, n_outputs, num_layers=self.num_layers,
                            bidirectional=bool(self.bidirectional), dtype=np.dtype(self.dtype), seed=seed)

@@ -154,3 +154,25 @@ def test_numpydoc_validation(qualname):
     ignored = {"ES01", "EX01", "SS05", "SS02", "PR01", "GL08"}
     errors = [f"{code}: {message}" for code, message in validate(qualname)["errors"] if code not in ignored]
     assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(early_stopping=True, validation_fraction=1.5),
+     r"^validation_fraction: expected a finite number in \(0, 1\), got 1.5"),
+    (dict(early_stopping=True, validation_fraction=0.99), r"^validation_fraction: expected a fraction that leaves"),
+    (dict(max_iter=0), r"^max_iter: expected a positive integer, got 0"),
+    (dict(learning_rate_init=0.0), r"^learning_rate_init: expected a finite number > 0, got 0.0"),
+    (dict(beta_1=1.5), r"^beta_1: expected a finite number in \[0, 1\), got 1.5"),
+    (dict(beta_2=0.0), r"^beta_2: expected a finite number in \(0, 1\), got 0.0"),
+    (dict(epsilon=-1.0), r"^epsilon: expected a finite number > 0"),
+    (dict(n_iter_no_change=0), r"^n_iter_no_change: expected a positive integer"),
+    (dict(alpha=-1.0), r"^alpha: expected a finite number >= 0"),
+    (dict(tol=float("nan")), r"^tol: expected a finite number >= 0"),
+    (dict(solver="lbfgs", max_iter=0), r"^max_iter: expected a positive integer, got 0"),
+    (dict(solver="lbfgs", max_fun=0), r"^max_fun: expected a positive integer, got 0"),
+])
+def test_bad_estimator_options_are_named_as_the_estimator_names_them(kwargs, match):
+    X, y = _series(n=20)
+    for cls, target in ((LSTMRegressor, y), (LSTMClassifier, (y > 0).astype(int))):
+        with pytest.raises(ValueError, match=match):
+            cls(3, **kwargs).fit(X, target)
