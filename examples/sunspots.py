@@ -11,8 +11,10 @@ next window). Two baselines: the last observed value, and statsmodels'
 """
 import sys
 import time
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from statsmodels.datasets import sunspots
 from statsmodels.tsa.ar_model import AutoReg
 
@@ -54,7 +56,9 @@ def main(seeds):
         model = LSTMRegressor(hidden_size=16, solver="lbfgs", max_iter=500, alpha=1e-2,
                               random_state=seed)
         t0 = time.perf_counter()
-        model.fit(X, y)
+        with warnings.catch_warnings():       # max_iter bounds the fit on purpose
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
         fitted = time.perf_counter() - t0
         forecast = recursive_forecast(model, train / scale, HORIZON) * scale
         print(f"LSTM, seed {seed}:      RMSE {rmse(forecast):.1f}  "

@@ -55,4 +55,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted({*globals(), *_SUBMODULES, "show_config", "precompile"})
+    # the public names, not the modules this file imports (importlib)
+    return sorted({*__all__, *_SUBMODULES, "__version__"})

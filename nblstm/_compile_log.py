@@ -6,7 +6,10 @@ library. numba announces every compilation of a function that its disk cache
 did not have as a ``numba:compile`` event (``numba.core.event``); a listener
 registered here logs, at INFO, the outermost compilation of an nblstm
 function on each thread (the helpers it pulls in compile inside it) when it
-starts and when it ends, with the seconds it took. A warm cache logs nothing:
+starts (with its arrays' dtypes; the whole signature at DEBUG) and when it
+ends, with the seconds it took. A compilation happens where the cache lacks
+the function for these argument types: the first use of a path or dtype, or
+a new nblstm or numba. A warm cache logs nothing:
 numba loads from disk without the event. ``nblstm.precompile`` compiles ahead
 of time instead.
 
@@ -42,9 +45,10 @@ class CompileLog(event.Listener):
         dispatcher = self._ours(ev)
         if depth == 0 and dispatcher is not None:
             self._local.started = (time.perf_counter(), dispatcher)
-            logger.info("compiling %s for %s (not in numba's cache: first use of these argument "
-                        "types, or a new nblstm or numba)", _name(dispatcher),
-                        _types(ev.data.get("args")))
+            args = ev.data.get("args")
+            logger.info("compiling %s for %s (not in numba's cache)", _name(dispatcher),
+                        _dtypes(args))
+            logger.debug("compiling %s for the argument types %s", _name(dispatcher), _types(args))
 
     def on_end(self, ev):
         self._local.depth = getattr(self._local, "depth", 1) - 1
@@ -64,6 +68,12 @@ def _name(dispatcher):
 
 def _types(args):
     return "(" + ", ".join(str(a) for a in args or ()) + ")"
+
+
+def _dtypes(args):
+    """The dtypes of the array arguments, e.g. ``float32``: the short form of the signature."""
+    found = sorted({str(a.dtype) for a in args or () if hasattr(a, "ndim") and hasattr(a, "dtype")})
+    return ", ".join(found) or "scalars"
 
 
 _registered = []

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import _api, cpu
 from . import params as _params
+from ._compile_log import logger
 
 __all__ = ["precompile"]
 
@@ -80,9 +81,11 @@ def precompile(dtypes=("float32", "float64"), paths=None):
                 with cpu.config.override(**knobs):
                     _calls(dtype)
             seconds[path, dtype] = time.perf_counter() - t0
+            logger.info("precompiled the %r path for %s in %.1f s", path, dtype, seconds[path, dtype])
         t0 = time.perf_counter()
         _lean_calls(dtype)
         seconds["lean", dtype] = time.perf_counter() - t0
+        logger.info("precompiled the lean path for %s in %.1f s", dtype, seconds["lean", dtype])
     return seconds
 
 

@@ -122,3 +122,9 @@ def test_the_constants_table_of_contributing_matches_the_code():
     assert len(rows) >= 9
     for module, name, value in rows:
         assert getattr(importlib.import_module(module), name) == float(value), f"{module}.{name}"
+
+
+def test_dir_lists_the_public_names_and_not_the_modules_imported():
+    names = dir(nblstm)
+    assert set(nblstm.__all__) <= set(names) and {"cpu", "sklearn", "__version__"} <= set(names)
+    assert "importlib" not in names

@@ -37,7 +37,7 @@ def test_a_compilation_is_logged_once_at_its_outermost_function(caplog):
         outer_jit(2.0)                                       # compiled: nothing more
     lines = [r.getMessage() for r in caplog.records if r.name == "nblstm"]
     assert len(lines) == 2, lines
-    assert lines[0].startswith("compiling nblstm.fake_module.outer for (float64)")
+    assert lines[0] == "compiling nblstm.fake_module.outer for scalars (not in numba's cache)"
     assert lines[1].startswith("compiled nblstm.fake_module.outer in ")
 
 
@@ -94,5 +94,8 @@ def test_after_precompile_a_new_process_compiles_nothing(tmp_path):
 
     cold = run("import logging; logging.basicConfig(level=logging.INFO, format='%(name)s %(message)s')\n"
                "import nblstm; nblstm.precompile(dtypes=['float64'], paths=['serial'])")
-    assert any(line.startswith("nblstm compiling nblstm.cpu.") for line in cold)
+    assert any(line.startswith("nblstm compiling nblstm.cpu.") and line.endswith(" for float64, int64 "
+                                                                                "(not in numba's cache)")
+               for line in cold), cold
+    assert any(line.startswith("nblstm precompiled the 'serial' path for float64 in ") for line in cold)
     assert run(AFTER) == []
