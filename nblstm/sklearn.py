@@ -73,6 +73,23 @@ def _number(name, value, expected, ok):
     return number
 
 
+_X_SHAPES = "(n_samples, T) or (n_samples, T, n_features)"
+#: scikit-learn < 1.6: the checks that ask predict to refuse a 2-D X of another T than fit's
+_XFAIL = {check: "predict accepts another T: a 2-D X's columns are its steps"
+          for check in ("check_n_features_in_after_fitting", "check_classifiers_train")}
+
+
+def _n_columns(X):
+    shape = getattr(X, "shape", None)
+    return shape[1] if shape is not None and len(shape) == 2 else None
+
+
+def _check_label_types(y):
+    """Refuse strings mixed with numbers as scikit-learn's unique_labels does (sorting them is a TypeError)."""
+    if y.dtype == object and len({isinstance(label, str) for label in y.ravel()}) > 1:
+        raise ValueError("Mix of label input types (string and number)")
+
+
 class _LSTMBase(BaseEstimator):
     """What the regressor and the classifier share: the options, X's checks, the fit."""
 
@@ -106,27 +123,38 @@ class _LSTMBase(BaseEstimator):
 
     # ------------------------------------------------------------------ input
     def _check_X(self, X, reset):
-        """X as (n_samples, T, n_features) of the estimator's dtype."""
+        """X as (n_samples, T, n_features) of the estimator's dtype.
+
+        At predict, T may differ from fit's (the LSTM reads sequences of any
+        length), in both layouts: a 2-D X is not held to ``n_features_in_``
+        columns, only to one feature per step.
+        """
         dtype = np.dtype(self.dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {self.dtype!r}")
-        three_d = _ndim(X) == 3
-        if three_d:
+        ndim = _ndim(X)
+        if ndim is not None and ndim not in (2, 3):
+            hint = "" if ndim > 3 else " Reshape your data: one sequence of T steps is X[None], shape (1, T)."
+            raise ValueError(f"X: expected {_X_SHAPES}, got shape {np.shape(X)}.{hint}")
+        if ndim == 3:
             X = check_array(X, allow_nd=True, dtype=dtype, input_name="X")
+            if X.shape[2] == 0:
+                raise ValueError(f"X: expected {_X_SHAPES} with n_features >= 1, got shape {X.shape}")
             if reset:
                 self.n_features_in_ = X.shape[2]
             elif X.shape[2] != self.input_size_:
                 raise ValueError(f"X has {X.shape[2]} features per step, but {type(self).__name__} is expecting "
                                  f"{self.input_size_} features per step as input.")
-        elif reset or self._fitted_2d:
+        elif reset or (self._fitted_2d and _n_columns(X) == self.n_features_in_):
             X = _validate_2d(self, X, reset, dtype)[:, :, None]
-        else:                                        # fitted on 3-D X: a 2-D X is one feature per step
+        else:                                        # another T, or fitted on 3-D X: one feature per step
             X = check_array(X, dtype=dtype, input_name="X")[:, :, None]
             if self.input_size_ != 1:
-                raise ValueError(f"X has 1 feature per step, but {type(self).__name__} is expecting "
-                                 f"{self.input_size_} features per step as input.")
+                raise ValueError(f"X: expected (n_samples, T, {self.input_size_}) as at fit, got shape "
+                                 f"{X.shape[:2]}; a 2-D X means (n_samples, T), one feature per step. For one "
+                                 f"sequence of shape (T, {self.input_size_}), pass X[None].")
         if reset:
-            self._fitted_2d = not three_d
+            self._fitted_2d = ndim != 3
             self.input_size_ = X.shape[2]
         if X.shape[1] == 0:
             raise ValueError(f"X: expected at least 1 time step, got shape {X.shape}")
@@ -219,8 +247,6 @@ class _LSTMBase(BaseEstimator):
     def _outputs(self, X):
         check_is_fitted(self, "model_")
         X = self._check_X(X, reset=False)
-        if self.per_step and X.shape[1] != self.n_steps_:
-            raise ValueError(f"X has {X.shape[1]} steps, but {type(self).__name__} was fitted on {self.n_steps_}")
         return model_predict(X, self.model_, per_step=bool(self.per_step))
 
     def _check_y_given(self, y):
@@ -297,13 +323,16 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
     best_validation_score_ : float or None
         The best of them.
     n_features_in_ : int
-        Columns of a 2-D X (its steps), or features per step of a 3-D X.
+        Columns of the 2-D X of fit (its steps, T), or features per step of a
+        3-D X. The LSTM reads sequences of any length, so predict accepts
+        another T in both layouts: unlike scikit-learn's usual check, a 2-D X
+        of another number of columns is not refused.
     input_size_ : int
         Features per step the LSTM reads.
     n_outputs_ : int
         K, outputs per sequence (or per step).
     n_steps_ : int
-        T of the X the estimator was fitted on.
+        T of the X the estimator was fitted on (predict takes any T).
 
     See Also
     --------
@@ -360,7 +389,8 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
         check_consistent_length(X, y)
         lead = 2 if self.per_step else 1
         if y.ndim not in (lead, lead + 1) or (self.per_step and y.shape[1] != X.shape[1]):
-            want = "(n_samples, T) or (n_samples, T, K)" if self.per_step else "(n_samples,) or (n_samples, K)"
+            T = X.shape[1]
+            want = f"(n_samples, T={T}) or (n_samples, T={T}, K)" if self.per_step else "(n_samples,) or (n_samples, K)"
             raise ValueError(f"y: expected shape {want}, got shape {y.shape}")
         self._y_flat = y.ndim == lead
         target = y[..., None] if self._y_flat else y
@@ -391,7 +421,8 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
         sklearn.exceptions.NotFittedError
             Before :meth:`fit`.
         ValueError
-            X of the wrong shape (other features than at fit) or with NaN or Inf.
+            X of the wrong shape (other features per step than at fit; T may
+            differ) or with NaN or Inf.
 
         See Also
         --------
@@ -408,7 +439,7 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
         return tags
 
     def _more_tags(self):                           # scikit-learn < 1.6
-        return {"poor_score": True, "multioutput": True}
+        return {"poor_score": True, "multioutput": True, "_xfail_checks": _XFAIL}
 
 
 class LSTMClassifier(ClassifierMixin, _LSTMBase):
@@ -476,13 +507,16 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
     best_validation_score_ : float or None
         The best of them.
     n_features_in_ : int
-        Columns of a 2-D X (its steps), or features per step of a 3-D X.
+        Columns of the 2-D X of fit (its steps, T), or features per step of a
+        3-D X. The LSTM reads sequences of any length, so predict accepts
+        another T in both layouts: unlike scikit-learn's usual check, a 2-D X
+        of another number of columns is not refused.
     input_size_ : int
         Features per step the LSTM reads.
     n_outputs_ : int
         K, the number of classes.
     n_steps_ : int
-        T of the X the estimator was fitted on.
+        T of the X the estimator was fitted on (predict takes any T).
 
     See Also
     --------
@@ -540,10 +574,12 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
             y = check_array(y, dtype=None, input_name="y")
             if y.shape[1] != X.shape[1]:
                 raise ValueError(f"y: expected shape (n_samples, T={X.shape[1]}), got shape {y.shape}")
+            _check_label_types(y)
             check_classification_targets(y.ravel())
         else:
             y = column_or_1d(y, warn=True)
             assert_all_finite(y, input_name="y")
+            _check_label_types(y)
             check_classification_targets(y)
         check_consistent_length(X, y)
         encoder = LabelEncoder().fit(y.ravel())
@@ -588,6 +624,35 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
         e = np.exp(out - out.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
+    def predict_log_proba(self, X):
+        """The logarithm of the class probabilities: the log-softmax of the readout's outputs.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, T, n_features) or (n_samples, T)
+            Input sequences.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, K), or (n_samples, T, K) with ``per_step``
+            Log-probabilities of ``classes_`` (computed stably, not as
+            ``log(predict_proba(X))``: no -inf where a probability underflows).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            X of the wrong shape or with NaN or Inf.
+
+        See Also
+        --------
+        predict_proba : The probabilities themselves.
+        """
+        out = self._outputs(X)
+        shifted = out - out.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
     def predict(self, X):
         """The most probable class.
 
@@ -621,4 +686,4 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
         return tags
 
     def _more_tags(self):                           # scikit-learn < 1.6
-        return {"poor_score": True}
+        return {"poor_score": True, "_xfail_checks": _XFAIL}
