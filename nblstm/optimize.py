@@ -22,9 +22,9 @@ __all__ = ["minimize_adam"]
 
 #: the ``status`` codes of the result, and their messages
 MESSAGES = {
-    0: "Converged: the training loss improved by less than tol for n_iter_no_change epochs",
+    0: "Converged: the training loss improved by less than tol for more than n_iter_no_change epochs",
     1: "Maximum number of iterations (epochs) reached",
-    2: "Early stopping: the validation score improved by less than tol for n_iter_no_change epochs",
+    2: "Early stopping: the validation score improved by less than tol for more than n_iter_no_change epochs",
     3: "Stopped by the callback",
 }
 
@@ -96,11 +96,15 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
         v \\leftarrow \\beta_2 v + (1 - \\beta_2) g^2 \\\\
         \\theta &\\leftarrow \\theta - \\eta \\, \\frac{m / (1 - \\beta_1^t)}{\\sqrt{v / (1 - \\beta_2^t)} + \\epsilon}
 
-    The stopping rules are ``sklearn.neural_network.MLPRegressor``'s: without
-    ``validation``, stop when the epoch's training loss has not fallen below
-    the best so far minus ``tol`` for ``n_iter_no_change`` epochs in a row; with
-    it, the same on the validation score, and ``x`` is the parameters of the
-    best validation score.
+    The stopping rules are ``sklearn.neural_network.MLPRegressor``'s, on the
+    epoch losses of ``loss_curve`` (each the mean minibatch loss of an epoch,
+    measured as the steps were taken): without ``validation``, stop (status 0,
+    "Converged") when the epoch's training loss has not fallen below the best
+    so far minus ``tol`` for more than ``n_iter_no_change`` epochs in a row;
+    with it, the same on the validation score (status 2), and ``x`` is the
+    parameters of the best validation score. ``fun`` of the result is not an
+    epoch mean but ``fun`` evaluated once more at ``x``, over all the (training)
+    samples.
 
     Parameters
     ----------
@@ -159,13 +163,15 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
     Returns
     -------
     scipy.optimize.OptimizeResult
-        ``x`` (shape (N,), the dtype of ``x0``), ``fun`` (the mean training
-        loss of the epoch ``x`` comes from), ``nit`` (epochs run), ``nfev``
-        (calls of ``fun``), ``njev`` (gradients computed), ``success`` (True
+        ``x`` (shape (N,), the dtype of ``x0``), ``fun`` (the objective at
+        ``x``: one evaluation of ``fun`` at the end over all of ``args``, less
+        the samples held out by a ``validation`` fraction), ``nit`` (epochs
+        run), ``nfev`` (calls of ``fun``, that last one included), ``njev``
+        (gradients computed), ``success`` (True
         for status 0 and 2), ``status`` (0: converged on the training loss, 1:
         ``maxiter`` reached, 2: stopped early on the validation score, 3:
         stopped by the callback), ``message``, ``loss_curve`` (ndarray of the
-        mean training loss of every epoch), ``validation_curve`` (ndarray of
+        mean minibatch loss of every epoch, measured before each step), ``validation_curve`` (ndarray of
         the validation score of every epoch, or None) and
         ``best_validation_score`` (float or None).
 
@@ -280,7 +286,7 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
     s = np.zeros_like(x)
     t = 0
     losses, scores = [], []
-    best, best_x, best_loss, stall = np.inf, x.copy(), np.nan, 0
+    best, best_x, stall = np.inf, x.copy(), 0
     status = 1
     progress = _Progress(maxiter, verbose)
     try:
@@ -306,7 +312,7 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
             watched = loss if val is None else val
             stall = stall + 1 if watched > best - tol else 0
             if watched < best:
-                best, best_x, best_loss = watched, x.copy(), loss
+                best, best_x = watched, x.copy()
             if callback is not None:
                 try:
                     stop = callback(OptimizeResult(x=x.copy(), fun=loss, nit=epoch, validation_score=val))
@@ -321,9 +327,15 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
     finally:
         progress.close()
     if validation_args is None:
-        best_x, best_loss = x, losses[-1]
+        best_x = x
+    counts["nfev"] += 1                         # the objective at the result, over all the training samples
+    if jac is True:
+        counts["njev"] += 1
+        final = float(fun(best_x, *args)[0])
+    else:
+        final = float(fun(best_x, *args))
     return OptimizeResult(
-        x=best_x, fun=best_loss, nit=len(losses), nfev=counts["nfev"], njev=counts["njev"],
+        x=best_x, fun=final, nit=len(losses), nfev=counts["nfev"], njev=counts["njev"],
         success=status in (0, 2), status=status, message=MESSAGES[status],
         loss_curve=np.asarray(losses), validation_curve=None if validation_args is None else np.asarray(scores),
         best_validation_score=None if validation_args is None else float(best))

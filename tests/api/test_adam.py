@@ -27,7 +27,7 @@ def test_converges_on_a_convex_quadratic_with_minibatches():
     assert result.success and result.status == 0, result.message
     np.testing.assert_allclose(result.x, truth, atol=1e-3)
     assert result.nit == len(result.loss_curve) and result.loss_curve[-1] < 1e-6 * result.loss_curve[0]
-    assert result.nfev == result.njev == result.nit * 8                 # 256 / 32 steps per epoch
+    assert result.nfev == result.njev == result.nit * 8 + 1             # 256 / 32 steps per epoch, and fun(x)
     assert result.validation_curve is None and result.best_validation_score is None
 
 
@@ -38,7 +38,7 @@ def test_full_batch_is_the_default_and_jac_may_be_a_function():
     result = nblstm.minimize_adam(fun, np.zeros(5), args=(A, b), jac=jac, learning_rate=0.05, maxiter=3000,
                                   tol=1e-14, n_iter_no_change=50)
     np.testing.assert_allclose(result.x, truth, atol=1e-3)
-    assert result.nfev == result.nit
+    assert result.nfev == result.nit + 1 and result.njev == result.nit
 
 
 def test_reproducible_with_a_seed_and_shuffled_differently_with_another():
@@ -81,7 +81,8 @@ def test_early_stopping_on_a_validation_split_keeps_the_best_iterate():
     curve = result.validation_curve
     assert len(curve) == result.nit < 500
     assert result.best_validation_score == curve.min() < curve[-1]
-    assert result.fun == result.loss_curve[np.argmin(curve)]
+    train = np.random.default_rng(0).permutation(60)[15:]          # the split seed=0 draws first
+    assert result.fun == _least_squares(result.x, A[train], b[train])[0]
 
 
 def test_validation_arguments_and_score_function():
@@ -144,3 +145,22 @@ def test_samples_of_different_counts_are_refused():
     A, b, _ = _data()
     with pytest.raises(ValueError, match=r"batch_args: expected arrays with the same number of samples"):
         nblstm.minimize_adam(_least_squares, np.zeros(5), args=(A, b[:-1]), batch_args=(0, 1))
+
+
+def test_fun_is_the_objective_at_x_over_all_samples():
+    A, b, _ = _data(noise=0.5)
+    for validation in (None, 0.25):
+        result = nblstm.minimize_adam(_least_squares, np.zeros(5), args=(A, b), batch_args=(0, 1), batch_size=32,
+                                      learning_rate=0.05, maxiter=3, seed=0, validation=validation)
+        if validation is None:
+            assert result.fun == _least_squares(result.x, A, b)[0]
+            assert result.fun != result.loss_curve[-1]              # the epoch mean, measured before the steps
+        else:                                                       # the training samples: all but the held-out
+            assert result.fun < _least_squares(np.zeros(5), A, b)[0] and np.isfinite(result.fun)
+
+
+def test_converged_after_more_than_n_iter_no_change_epochs_without_improvement():
+    flat = lambda theta: (1.0, np.zeros_like(theta))
+    result = nblstm.minimize_adam(flat, np.zeros(2), maxiter=100, n_iter_no_change=3)
+    assert result.status == 0 and result.message.startswith("Converged") and "more than" in result.message
+    assert result.nit == 3 + 2                  # epoch 1 sets the best; epochs 2 to 5 make 4 > 3 without improvement
