@@ -53,14 +53,14 @@ def _sliced(args, batch_args, rows):
 
 
 class _Progress:
-    """tqdm's bar over the epochs when tqdm is installed, else one line per epoch (as MLPRegressor prints)."""
+    """tqdm's bar over the epochs if tqdm is installed (left on screen), else a line per epoch (as MLPRegressor)."""
 
     def __init__(self, total, verbose):
         self.bar = None
         self.verbose = bool(verbose)
         if self.verbose and importlib.util.find_spec("tqdm") is not None:
             self.bar = importlib.import_module("tqdm").tqdm(total=total, desc="adam", unit="epoch",
-                                                            file=sys.stderr, leave=False)
+                                                            file=sys.stderr, leave=True)
 
     def update(self, epoch, loss, val):
         if not self.verbose:
@@ -74,7 +74,8 @@ class _Progress:
             print(f"Iteration {epoch}, loss = {loss:.8f}{extra}", file=sys.stderr, flush=True)
 
     def close(self):
-        if self.bar is not None:
+        if self.bar is not None:                # leave=True: the bar, with the last loss, stays after the run
+            self.bar.refresh()
             self.bar.close()
 
 
@@ -158,7 +159,8 @@ def minimize_adam(fun: Callable, x0, args: tuple = (), *, jac=True, batch_args: 
         Source of the shuffles and of the validation split.
     verbose : bool
         Show progress on stderr: tqdm's bar over the epochs when tqdm is
-        installed, else one line per epoch.
+        installed (it stays on screen after the run, with the last epoch's
+        loss), else one line per epoch.
 
     Returns
     -------
