@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -126,7 +127,10 @@ def _decode(node, arrays, path):
         if cls is None:
             raise ValueError(f"{path}: unknown NamedTuple {node['namedtuple']!r}; nblstm.load builds only "
                              f"{', '.join(NAMEDTUPLES)}")
-        return cls(*(_decode(v, arrays, f"{path}.{f}") for f, v in zip(cls._fields, node["fields"])))
+        built = cls(*(_decode(v, arrays, f"{path}.{f}") for f, v in zip(cls._fields, node["fields"])))
+        if cls is LSTMParams:
+            _check_layer(built, path)
+        return built
     if "tuple" in node:
         return tuple(_decode(v, arrays, f"{path}[{k}]") for k, v in enumerate(node["tuple"]))
     if "list" in node:
@@ -136,13 +140,48 @@ def _decode(node, arrays, path):
     raise ValueError(f"{path}: not a node of nblstm.save's structure: {node!r:.80}")
 
 
+def _check_layer(p, path):
+    """Refuse an LSTMParams whose arrays do not fit together: W_ih (4H, I), W_hh (4H, H), b (4H,)."""
+    shapes = [getattr(a, "shape", None) for a in p]
+    ok = all(shape is not None for shape in shapes) and len(shapes[1]) == 2 and shapes[1][1] >= 1
+    if ok:
+        H = shapes[1][1]
+        ok = (shapes[1][0] == 4 * H and len(shapes[0]) == 2 and shapes[0][0] == 4 * H and shapes[0][1] >= 1
+              and shapes[2] == (4 * H,))
+    if not ok:
+        got = ", ".join(f"{f} {s if s is not None else type(a).__name__}" for f, s, a in zip(p._fields, shapes, p))
+        raise ValueError(f"{path}: expected LSTMParams with W_ih of shape (4H, I), W_hh (4H, H) and b (4H,), "
+                         f"got {got}")
+
+
+def _not_ours(name, got):
+    raise ValueError(f"path: expected a file written by nblstm.save (an .npz with a {STRUCTURE_KEY!r} entry), "
+                     f"got {got}")
+
+
+def _open(path):
+    """``numpy.load``'s NpzFile of ``path`` (or of ``path + ".npz"``, the name save gave it)."""
+    name = os.fspath(path)
+    if not os.path.exists(name) and os.path.exists(f"{name}.npz"):
+        name = f"{name}.npz"                     # save("model", ...) wrote model.npz, as numpy.savez does
+    try:
+        data = np.load(name, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):   # a pickle, text, an empty or broken file
+        _not_ours(name, f"{name!r}, which is neither an .npz archive nor an .npy array")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        _not_ours(name, f"{name!r}, a single .npy array of shape {data.shape}")
+    return name, data
+
+
 def load(path: str | os.PathLike):
     """Read a tree written by :func:`save`, with ``allow_pickle=False``.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by :func:`save`.
+        A file written by :func:`save`. When it does not exist but
+        ``path + ".npz"`` does (the name :func:`save` gives a path without
+        the suffix), that file is read.
 
     Returns
     -------
@@ -154,9 +193,12 @@ def load(path: str | os.PathLike):
     Raises
     ------
     ValueError
-        The file is not one of :func:`save`'s (no structure, another format
-        version, a structure that names an unknown class or a missing array),
-        or it holds an object array (which only pickle could read: refused).
+        The file is not one of :func:`save`'s (not an .npz, e.g. an .npy, a
+        pickle or a text file; no structure; another format version; a
+        structure that names an unknown class or a missing array), an
+        LSTMParams whose array shapes do not fit together (W_ih (4H, I), W_hh
+        (4H, H), b (4H,)), or it holds an object array (which only pickle
+        could read: refused).
     OSError
         The file cannot be read.
 
@@ -170,9 +212,10 @@ def load(path: str | os.PathLike):
        object arrays [...] can execute arbitrary code"),
        https://numpy.org/doc/stable/reference/generated/numpy.load.html
     """
-    with np.load(path, allow_pickle=False) as data:
+    path, data = _open(path)
+    with data:
         if STRUCTURE_KEY not in data.files:
-            raise ValueError(f"{os.fspath(path)}: not a file of nblstm.save (no {STRUCTURE_KEY!r} entry)")
+            _not_ours(path, f"{path!r}, an .npz without it")
         arrays = {}
         for name in data.files:
             try:

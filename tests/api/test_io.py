@@ -67,7 +67,8 @@ def test_a_file_with_an_object_array_is_refused(tmp_path):
 
 def test_files_of_other_origins_are_refused(tmp_path):
     np.savez(tmp_path / "plain.npz", w=np.zeros(3))
-    with pytest.raises(ValueError, match="not a file of nblstm.save"):
+    with pytest.raises(ValueError, match=r"^path: expected a file written by nblstm.save \(an .npz with a "
+                                         r"'__nblstm_structure__' entry\), got .*plain.npz', an .npz without it"):
         nblstm.load(tmp_path / "plain.npz")
     np.savez(tmp_path / "cls.npz", __nblstm_structure__=np.array(
         '{"format": 1, "tree": {"namedtuple": "Popen", "fields": []}}'))
@@ -88,3 +89,37 @@ def test_files_of_other_origins_are_refused(tmp_path):
 def test_what_cannot_be_saved_is_named(tmp_path, tree, match):
     with pytest.raises(TypeError, match=match):
         nblstm.save(tmp_path / "x.npz", tree)
+
+
+def test_files_that_are_not_npz_archives_get_one_clear_error(tmp_path):
+    import pickle
+    np.save(tmp_path / "arr.npy", np.zeros(3))
+    (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"a": 1}))
+    (tmp_path / "text.npz").write_text("hello, not an archive\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    expected = r"^path: expected a file written by nblstm.save \(an .npz with a '__nblstm_structure__' entry\), got "
+    with pytest.raises(ValueError, match=expected + r".*arr.npy', a single .npy array of shape \(3,\)"):
+        nblstm.load(tmp_path / "arr.npy")
+    for name in ("pickled.npz", "text.npz", "empty.npz"):
+        with pytest.raises(ValueError, match=expected + f".*{name}', which is neither") as info:
+            nblstm.load(tmp_path / name)
+        assert "allow_pickle=" not in str(info.value)
+
+
+def test_load_finds_the_npz_that_save_wrote_for_a_name_without_suffix(tmp_path):
+    params = nblstm.init_params(2, 3, seed=0)
+    nblstm.save(tmp_path / "noext", params)
+    assert (tmp_path / "noext.npz").exists() and not (tmp_path / "noext").exists()
+    _same(nblstm.load(tmp_path / "noext"), params)
+    _same(nblstm.load(str(tmp_path / "noext")), params)
+    with pytest.raises(OSError):
+        nblstm.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("field, bad", [("W_hh", np.zeros(12)), ("W_hh", np.zeros((12, 4))),
+                                        ("W_ih", np.zeros((8, 2))), ("b", np.zeros(8)), ("b", 1.0)])
+def test_lstm_params_of_inconsistent_shapes_are_refused(tmp_path, field, bad):
+    nblstm.save(tmp_path / "p.npz", {"layer": nblstm.init_params(2, 3, seed=0)._replace(**{field: bad})})
+    with pytest.raises(ValueError, match=r"^tree\['layer'\]: expected LSTMParams with W_ih of shape \(4H, I\), "
+                                         r"W_hh \(4H, H\) and b \(4H,\), got W_ih"):
+        nblstm.load(tmp_path / "p.npz")
