@@ -74,11 +74,6 @@ def _number(name, value, expected, ok):
 
 
 _X_SHAPES = "(n_samples, T) or (n_samples, T, n_features)"
-#: scikit-learn < 1.6: the checks that ask predict to refuse a 2-D X of another T than fit's
-_XFAIL = {check: "predict accepts another T: a 2-D X's columns are its steps"
-          for check in ("check_n_features_in_after_fitting", "check_classifiers_train")}
-
-
 def _n_columns(X):
     shape = getattr(X, "shape", None)
     return shape[1] if shape is not None and len(shape) == 2 else None
@@ -125,9 +120,10 @@ class _LSTMBase(BaseEstimator):
     def _check_X(self, X, reset):
         """X as (n_samples, T, n_features) of the estimator's dtype.
 
-        At predict, T may differ from fit's (the LSTM reads sequences of any
-        length), in both layouts: a 2-D X is not held to ``n_features_in_``
-        columns, only to one feature per step.
+        At predict, T may differ from fit's for a 3-D X (the LSTM reads
+        sequences of any length); a 2-D X is held to fit's ``n_features_in_``
+        columns, as scikit-learn's estimator checks ask, and the error says to
+        pass ``X[..., None]`` for another T.
         """
         dtype = np.dtype(self.dtype)
         if dtype not in (np.float32, np.float64):
@@ -145,9 +141,16 @@ class _LSTMBase(BaseEstimator):
             elif X.shape[2] != self.input_size_:
                 raise ValueError(f"X has {X.shape[2]} features per step, but {type(self).__name__} is expecting "
                                  f"{self.input_size_} features per step as input.")
-        elif reset or (self._fitted_2d and _n_columns(X) == self.n_features_in_):
-            X = _validate_2d(self, X, reset, dtype)[:, :, None]
-        else:                                        # another T, or fitted on 3-D X: one feature per step
+        elif reset or self._fitted_2d:
+            try:
+                X = _validate_2d(self, X, reset, dtype)[:, :, None]
+            except ValueError as exc:
+                if reset or "features, but" not in str(exc):
+                    raise
+                # scikit-learn holds a 2-D X to fit's columns (its checks ask it): say how to pass another T
+                raise ValueError(f"{exc} A 2-D X's columns are its T steps: for another T, pass "
+                                 f"X[..., None], shape (n_samples, T, 1).") from None
+        else:                                        # fitted on 3-D X: any T, one feature per step
             X = check_array(X, dtype=dtype, input_name="X")[:, :, None]
             if self.input_size_ != 1:
                 raise ValueError(f"X: expected (n_samples, T, {self.input_size_}) as at fit, got shape "
@@ -324,9 +327,9 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
         The best of them.
     n_features_in_ : int
         Columns of the 2-D X of fit (its steps, T), or features per step of a
-        3-D X. The LSTM reads sequences of any length, so predict accepts
-        another T in both layouts: unlike scikit-learn's usual check, a 2-D X
-        of another number of columns is not refused.
+        3-D X. predict holds a 2-D X to these columns, as scikit-learn asks;
+        a 3-D X may have another T (the LSTM reads sequences of any length),
+        so another T is passed as ``X[..., None]``.
     input_size_ : int
         Features per step the LSTM reads.
     n_outputs_ : int
@@ -439,7 +442,7 @@ class LSTMRegressor(RegressorMixin, _LSTMBase):
         return tags
 
     def _more_tags(self):                           # scikit-learn < 1.6
-        return {"poor_score": True, "multioutput": True, "_xfail_checks": _XFAIL}
+        return {"poor_score": True, "multioutput": True}
 
 
 class LSTMClassifier(ClassifierMixin, _LSTMBase):
@@ -508,9 +511,9 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
         The best of them.
     n_features_in_ : int
         Columns of the 2-D X of fit (its steps, T), or features per step of a
-        3-D X. The LSTM reads sequences of any length, so predict accepts
-        another T in both layouts: unlike scikit-learn's usual check, a 2-D X
-        of another number of columns is not refused.
+        3-D X. predict holds a 2-D X to these columns, as scikit-learn asks;
+        a 3-D X may have another T (the LSTM reads sequences of any length),
+        so another T is passed as ``X[..., None]``.
     input_size_ : int
         Features per step the LSTM reads.
     n_outputs_ : int
@@ -686,4 +689,4 @@ class LSTMClassifier(ClassifierMixin, _LSTMBase):
         return tags
 
     def _more_tags(self):                           # scikit-learn < 1.6
-        return {"poor_score": True, "_xfail_checks": _XFAIL}
+        return {"poor_score": True}

@@ -6,7 +6,6 @@ import pytest
 
 pytest.importorskip("sklearn", reason="scikit-learn is the sklearn extra (in the [test] extra)")
 
-import sklearn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_score  # noqa: E402
@@ -20,19 +19,13 @@ from nblstm.sklearn import LSTMClassifier, LSTMRegressor  # noqa: E402
 # short fits that stop at max_iter warn, as MLPRegressor's do; the tests that mean it check for the warning
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# predict accepts another T than fit's in both layouts (the LSTM reads any length), a 2-D X included
-# (check_classifiers_train ends by asking predict to refuse another number of columns)
-XFAIL = {check: "predict accepts another T: a 2-D X's columns are its steps"
-         for check in ("check_n_features_in_after_fitting", "check_classifiers_train")}
-
 # scikit-learn's checks fit many times: small models keep them to seconds
 SMALL = dict(hidden_size=4, max_iter=5)
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.DataConversionWarning")
-@parametrize_with_checks([LSTMRegressor(**SMALL), LSTMClassifier(**SMALL)],
-                         **({} if sklearn.__version__ < "1.6" else {"expected_failed_checks": lambda est: XFAIL}))
+@parametrize_with_checks([LSTMRegressor(**SMALL), LSTMClassifier(**SMALL)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -204,8 +197,12 @@ def test_predict_accepts_another_t_and_explains_a_single_sequence():
     assert est.predict(X3[0][None]).shape == (1,)
     assert est.predict(X3[:, :5]).shape == (10,)
     est2 = LSTMClassifier(3, max_iter=1).fit(X3[..., 0], y > 0)          # 2-D: n_features_in_ is T
-    assert est2.n_features_in_ == 8 and est2.predict(X3[:, :5, 0]).shape == (10,)
-    assert est2.predict_proba(rng.normal(size=(4, 12))).shape == (4, 2)
+    assert est2.n_features_in_ == 8
+    with pytest.raises(ValueError, match=r"X has 5 features, but LSTMClassifier is expecting 8 features as "
+                                         r"input\. A 2-D X's columns are its T steps.*X\[\.\.\., None\]"):
+        est2.predict(X3[:, :5, 0])                                        # scikit-learn's rule for 2-D X
+    assert est2.predict(X3[:, :5, :1]).shape == (10,)                     # another T, as (n, T, 1)
+    assert est2.predict_proba(rng.normal(size=(4, 12, 1))).shape == (4, 2)
     step = LSTMRegressor(3, max_iter=1, per_step=True).fit(X3, X3[..., 0])
     assert step.predict(X3[:, :5]).shape == (10, 5)
 
