@@ -23,7 +23,7 @@ entries of dZ and H_prev are written as 0, so they add nothing.
 """
 from __future__ import annotations
 
-from numba import cuda, uint32
+from numba import cuda, uint32, uint64
 
 from .. import _math
 from .._batch import running_rows
@@ -40,18 +40,28 @@ __all__ = ["backward_layer", "backward_recurrence"]
 
 
 @device
-def _load_backward_slice(d_w, smem, j0, U, H):
-    # smem[jj*4H + n] = W_hh[n, j0 + jj]: the block's columns of W_hh, n-contiguous.
-    # Once per kernel; uint32 division (inline, no call).
+def _load_backward_slice(d_w, smem, j0, U, H, S):
+    # The block's columns of W_hh, lane-major: unit jj's column at jj*Gp (Gp = 4H rounded
+    # up to a multiple of 4 S), W_hh[n, j0 + jj] at (n % S) * (Gp / S) + n / S, so lane l's
+    # n = l, l + S, l + 2S, ... lie side by side (the stage of dz is laid out the same way,
+    # tile by tile: both read as 16-byte vectors). Once per kernel; uint32 division
+    # (inline, no call); the padding is never read.
     G = uint32(uint32(4) * H)
+    q = uint32(uint32(4) * S)
+    Gp = uint32(uint32(uint32(G + q - uint32(1)) // q) * q)
+    per_lane = uint32(Gp // S)
+    sh = uint32(cuda.popc(uint32(S - uint32(1))))  # log2 S
     n_all = uint32(U * G)
     nthr = uint32(cuda.blockDim.x)
     e = uint32(cuda.threadIdx.x)
     while e < n_all:
         n = uint32(e % G)
-        j = uint32(j0 + uint32(e // G))
+        jj = uint32(e // G)
+        j = uint32(j0 + jj)
         if j < H:  # columns past H (last slice) are never read
-            smem[e] = d_w[uint32(uint32(n * H) + j)]
+            at = uint32(uint32(jj * Gp) + uint32(uint32(n & uint32(S - uint32(1))) * per_lane)
+                        + uint32(n >> sh))
+            smem[at] = d_w[uint32(uint32(n * H) + j)]
         e = uint32(e + nthr)
 
 
@@ -63,26 +73,53 @@ def _make_backward(w_shared):
     """
 
     @device
-    def dot(d_w, w, w_step, smem, zb, lane, nlen, S, acc):
-        # One tile: acc += dz_{t+1}[b, n] * W_hh[n, j] for n = n0 + nn, nn = lane, lane + S,
-        # ... < nlen, in that order, dz from the stage smem[zb + nn]; w returned moved on.
+    def dot(d_w, w, w_step, smem, z4, cnt, acc):
+        # One tile: acc += dz_{t+1}[b, n] * W_hh[n, j] for this lane's n = n0 + lane + S*i,
+        # i = 0, 1, ... < cnt, in that order. The stage holds them side by side from
+        # smem[4*z4] (lane-major, see stage_rows); W_hh's are at 4*w4 + i (w_shared: the
+        # lane-major slice, w = w4) or at w + i*w_step (global). Returns w moved on past
+        # the tile's cnt elements (global) -- the shared slice's index is moved by the caller.
         # Tile after tile: the products and the order of the old single loop over n.
-        nn = lane
-        while nn < nlen:
-            acc += smem[uint32(zb + nn)] * d_w[w]
-            nn = uint32(nn + S)
-            w = uint32(w + w_step)
+        if w_shared:
+            # z, w0: 16-byte-aligned indices (multiples of 4); i counts in uint64 from 0 in
+            # steps of 4, so z + i is a widened multiple of 4 plus a multiple of 4, never
+            # wrapping: NVVM reads dz and W_hh with one LDS.128 each (float32) and moves one
+            # pointer per array
+            z = uint32(uint32(4) * z4)
+            w0 = uint32(uint32(4) * w)
+            n4 = uint64(cnt & uint32(0xFFFFFFFC))
+            i = uint64(0)
+            while i < n4:
+                acc += smem[z + i] * d_w[w0 + i]
+                acc += smem[z + i + uint64(1)] * d_w[w0 + i + uint64(1)]
+                acc += smem[z + i + uint64(2)] * d_w[w0 + i + uint64(2)]
+                acc += smem[z + i + uint64(3)] * d_w[w0 + i + uint64(3)]
+                i = i + uint64(4)
+            while i < uint64(cnt):
+                acc += smem[z + i] * d_w[w0 + i]
+                i = i + uint64(1)
+        else:
+            z = uint32(uint32(4) * z4)
+            i = uint32(0)
+            while i < cnt:
+                acc += smem[uint32(z + i)] * d_w[w]
+                i = uint32(i + uint32(1))
+                w = uint32(w + w_step)
         return acc, w
 
     @device
-    def stage_rows(d_dz, tt, smem, stage, tile, rb, nrows, n0, nlen, st_r, st_c, st_q, st_s):
-        # smem[stage + r*tile + c] = dz_{t+1}[rb + r, n0 + c] for r < nrows, c < nlen; as
-        # forward's stage_rows
+    def stage_rows(d_dz, tt, smem, stage, tile, per_lane, S, sh, rb, nrows, n0, nlen,
+                   st_r, st_c, st_q, st_s):
+        # dz_{t+1}[rb + r, n0 + c] for r < nrows, c < nlen, lane-major within the row:
+        # at smem[stage + r*tile + (c % S) * (tile / S) + c / S], so lane l's elements
+        # c = l, l + S, ... lie side by side. Elements walked as forward's stage_rows.
         r = st_r
         c = st_c
         while r < nrows:
             if c < nlen:
-                smem[uint32(stage + uint32(r * tile) + c)] = d_dz[tt, uint32(rb + r), uint32(n0 + c)]
+                at = uint32(uint32(stage + uint32(r * tile))
+                            + uint32(uint32(uint32(c & uint32(S - uint32(1))) * per_lane) + uint32(c >> sh)))
+                smem[at] = d_dz[tt, uint32(rb + r), uint32(n0 + c)]
             c = uint32(c + st_s)
             r = uint32(r + st_q)
             if c >= tile:
@@ -116,6 +153,10 @@ def _make_backward(w_shared):
         tid = uint32(cuda.threadIdx.x)
         slots = uint32(uint32(cuda.blockDim.x) // S)  # S is a power of two: a shift
         pairs = uint32(B * U)
+        q4 = uint32(uint32(4) * S)
+        Gp = uint32(uint32(uint32(G + q4 - uint32(1)) // q4) * q4)
+        sh = uint32(cuda.popc(uint32(S - uint32(1))))  # log2 S (S a power of two)
+        per_lane = uint32(tile >> sh)  # tile / S, a multiple of 4 (Plan.stage_len)
         b = b_first
         jj = jj_first
         rb = uint32(0)
@@ -133,23 +174,32 @@ def _make_backward(w_shared):
                 if nrows > rows:
                     nrows = rows
             if w_shared:
-                w = uint32(uint32(jj * G) + lane)
-                w_step = S
+                # quads (4 elements) of the lane-major slice: jj*Gp + lane*(Gp/S), over 4
+                w = uint32(uint32(uint32(jj * Gp) + uint32(lane * uint32(Gp >> sh))) >> uint32(2))
+                w_step = uint32(per_lane >> uint32(2))  # quads per lane and tile
             else:
                 w = uint32(uint32(lane * H) + j)
                 w_step = uint32(S * H)
-            zb = uint32(stage + uint32(uint32(b - rb) * tile))
+            # quads: stage + (b - rb)*tile + lane*(tile/S), all multiples of 4
+            z4 = uint32(uint32(uint32(stage + uint32(uint32(b - rb) * tile))
+                               + uint32(lane * per_lane)) >> uint32(2))
             n0 = uint32(0)
             while n0 < G:  # the same trip count in every thread
                 nlen = uint32(G - n0)
                 if nlen > tile:
                     nlen = tile
                 cuda.syncthreads()  # (A) see above
-                stage_rows(d_dz, tt, smem, stage, tile, rb, nrows, n0, nlen, st_r, st_c, st_q, st_s)
+                stage_rows(d_dz, tt, smem, stage, tile, per_lane, S, sh, rb, nrows, n0, nlen,
+                           st_r, st_c, st_q, st_s)
                 cuda.syncthreads()  # (B) see above
-                if carried:
-                    # dh[b, j] += dz_{t+1}[b, n] * W_hh[n, j]
-                    acc, w = dot(d_w, w, w_step, smem, zb, lane, nlen, S, acc)
+                if carried and lane < nlen:
+                    # dh[b, j] += dz_{t+1}[b, n] * W_hh[n, j], this lane's cnt n of the tile
+                    cnt = uint32(uint32(uint32(nlen - lane) + S - uint32(1)) >> sh)
+                    acc, w_next = dot(d_w, w, w_step, smem, z4, cnt, acc)
+                    if w_shared:
+                        w = uint32(w + w_step)
+                    else:
+                        w = w_next
                 n0 = uint32(n0 + tile)
             if S > uint32(1):
                 # Tree sum over the S lanes of this pair through shared memory, a fixed
@@ -232,7 +282,7 @@ def _make_backward(w_shared):
         rows, st_r, st_c, st_q, st_s = stage_coordinates(U, S, tile)
         ew.copy_block_units(d_dcn, d_dc, j0, U)   # dL/dc of the block's units starts as dc_n
         if w_shared:
-            _load_backward_slice(d_w, smem, j0, U, H)
+            _load_backward_slice(d_w, smem, j0, U, H, S)
         cuda.syncthreads()  # dc and the W_hh slice are in place for every thread
         s = uint32(0)
         while s <= T:
@@ -287,7 +337,7 @@ def _backward_step_kernel(d_dz, d_w, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn, 
             cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
-            _load_backward_slice(d_w, smem, j0, U, H)
+            _load_backward_slice(d_w, smem, j0, U, H, S)
             cuda.syncthreads()
             _step_shared(tt, n_t, n_next, d_dz, smem, d_gates, d_cells, d_h0, d_c0, d_dy, d_dhn,
                          d_dc, d_hprev, d_dh0, j0, U, S, lane, slot, b_first, jj_first, q_u, r_u,

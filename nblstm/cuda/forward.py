@@ -20,7 +20,7 @@ length, so a row running at t also ran at t-1).
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, uint32
+from numba import cuda, uint32, uint64
 
 from .. import _math
 from .._batch import running_rows
@@ -36,13 +36,18 @@ __all__ = ["forward_layer", "forward_recurrence"]
 
 
 @device
-def _load_forward_slice(d_w, smem, j0, U, H):
-    # smem[(jj*H + k)*4 + g] = W_hh[g*H + j0 + jj, k]: the block's four gate rows per unit,
-    # the four gates of one (unit, k) side by side, so the inner loop reads them from one
-    # address plus the constant offsets 1, 2, 3. Global reads in W_hh's own order
-    # (coalesced); runs once per kernel (uint32 division, inline, no call).
+def _load_forward_slice(d_w, smem, j0, U, H, S):
+    # smem[(jj*Hp + (k % S) * (Hp / S) + k / S)*4 + g] = W_hh[g*H + j0 + jj, k] (Hp: H rounded
+    # up to a multiple of 4 S): the four gates of one (unit, k) side by side, and lane l's
+    # k = l, l + S, ... one after another (lane-major, as the stage of h), so the inner loop
+    # reads 16-byte vectors. Global reads in W_hh's own order (coalesced); runs once per
+    # kernel (uint32 division, inline, no call); the padding is never read.
     tid = uint32(cuda.threadIdx.x)
     nthr = uint32(cuda.blockDim.x)
+    q = uint32(uint32(4) * S)
+    Hp = uint32(uint32(uint32(H + q - uint32(1)) // q) * q)
+    sh = uint32(cuda.popc(uint32(S - uint32(1))))  # log2 S
+    per_lane = uint32(Hp >> sh)
     n = uint32(uint32(4) * uint32(U * H))
     e = tid
     while e < n:
@@ -52,7 +57,9 @@ def _load_forward_slice(d_w, smem, j0, U, H):
         jj = uint32(row % U)
         j = uint32(j0 + jj)
         if j < H:  # rows past H (last slice) are never read
-            smem[uint32(uint32(4) * uint32(uint32(jj * H) + k) + g)] = d_w[uint32(uint32(uint32(g * H) + j) * H + k)]
+            kl = uint32(uint32(uint32(jj * Hp) + uint32(uint32(k & uint32(S - uint32(1))) * per_lane))
+                        + uint32(k >> sh))
+            smem[uint32(uint32(uint32(4) * kl) + g)] = d_w[uint32(uint32(uint32(g * H) + j) * H + k)]
         e = uint32(e + nthr)
 
 
@@ -67,36 +74,46 @@ def _make_forward(w_shared):
     """
 
     @device
-    def dot4(d_w, w, w_step, gate, smem, hb, lane, klen, S, acc_i, acc_f, acc_g, acc_o):
-        # One k-tile: acc_g += W_hh[g*H + j, k] * h[k] for k = k0 + kk, kk = lane, lane + S,
-        # ... < klen, in that order, h[k] = smem[hb + kk] (the stage); w is W_hh's index of
-        # (j, k0 + lane), returned moved on past the tile. Tile after tile, then the tree sum
-        # over lanes in a fixed order: the products and the order of the sums of the old
-        # single loop over k, so bitwise the same.
-        kk = lane
-        while kk < klen:
-            h = smem[uint32(hb + kk)]
-            if w_shared:
-                # smem[(jj*H + k)*4 + g]: w is a multiple of 4 (wrow and w_step are), and the
-                # gate offsets are added after widening (int64: w + 1 never wraps), so NVVM
-                # sees one 16-byte-aligned address: one LDS.128 for the four gates
-                acc_i += d_w[w] * h
-                acc_f += d_w[w + 1] * h
-                acc_g += d_w[w + 2] * h
-                acc_o += d_w[w + 3] * h
-            else:
+    def dot4(d_w, w, w_step, gate, smem, z, cnt, acc_i, acc_f, acc_g, acc_o):
+        # One k-tile: acc_g += W_hh[g*H + j, k] * h[k] for this lane's k = k0 + lane + S*i,
+        # i = 0, 1, ... < cnt, in that order; h[k] side by side in the stage from smem[z]
+        # (lane-major, see stage_rows). W_hh: w_shared, the lane-major slice, the four gates
+        # of the lane's i-th k at w + 4i + g (the caller moves w on); else global memory,
+        # W_hh[(g*H + j)*H + k] at w + g*H*H, w moved on by S per k and returned. Tile after
+        # tile, then the tree sum over lanes in a fixed order: the products and the order
+        # of the sums of the old single loop over k, so bitwise the same.
+        if w_shared:
+            # z, w: multiples of 4 (16-byte aligned); i counts in uint64 (never wraps), so
+            # NVVM proves the alignment and reads h and the four gates as 16-byte vectors
+            i = uint64(0)
+            wi = uint64(0)
+            while i < uint64(cnt):
+                h = smem[z + i]
+                acc_i += d_w[w + wi] * h
+                acc_f += d_w[w + wi + uint64(1)] * h
+                acc_g += d_w[w + wi + uint64(2)] * h
+                acc_o += d_w[w + wi + uint64(3)] * h
+                i = i + uint64(1)
+                wi = wi + uint64(4)
+        else:
+            i = uint32(0)
+            while i < cnt:
+                h = smem[uint32(z + i)]
                 acc_i += d_w[w] * h
                 acc_f += d_w[uint32(w + gate)] * h
                 acc_g += d_w[uint32(w + uint32(gate + gate))] * h
                 acc_o += d_w[uint32(w + uint32(uint32(gate + gate) + gate))] * h
-            kk = uint32(kk + S)
-            w = uint32(w + w_step)
+                i = uint32(i + uint32(1))
+                w = uint32(w + w_step)
         return acc_i, acc_f, acc_g, acc_o, w
 
     @device
-    def stage_rows(d_h0, d_y, t, smem, stage, tile, rb, nrows, k0, klen, st_r, st_c, st_q, st_s):
-        # smem[stage + r*tile + c] = h_{t-1}[rb + r, k0 + c] for r < nrows, c < klen; element
-        # e = tid + m*nthr of the (r, c) grid, (r, c) carried (nthr = st_q*tile + st_s)
+    def stage_rows(d_h0, d_y, t, smem, stage, tile, per_lane, S, sh, rb, nrows, k0, klen,
+                   st_r, st_c, st_q, st_s):
+        # h_{t-1}[rb + r, k0 + c] for r < nrows, c < klen, lane-major within the row: at
+        # smem[stage + r*tile + (c % S) * (tile / S) + c / S], so lane l's c = l, l + S, ...
+        # lie side by side. Element e = tid + m*nthr of the (r, c) grid, (r, c) carried
+        # (nthr = st_q*tile + st_s)
         r = st_r
         c = st_c
         while r < nrows:
@@ -107,7 +124,9 @@ def _make_forward(w_shared):
                     v = d_h0[b, k]
                 else:
                     v = d_y[uint32(t - uint32(1)), b, k]
-                smem[uint32(stage + uint32(r * tile) + c)] = v
+                at = uint32(uint32(stage + uint32(r * tile))
+                            + uint32(uint32(uint32(c & uint32(S - uint32(1))) * per_lane) + uint32(c >> sh)))
+                smem[at] = v
             c = uint32(c + st_s)
             r = uint32(r + st_q)
             if c >= tile:
@@ -148,6 +167,10 @@ def _make_forward(w_shared):
         slots = uint32(nthr // S)  # S is a power of two: a shift
         pairs = uint32(B * U)
         gate = uint32(H * H)
+        q4 = uint32(uint32(4) * S)
+        Hp = uint32(uint32(uint32(H + q4 - uint32(1)) // q4) * q4)
+        sh = uint32(cuda.popc(uint32(S - uint32(1))))  # log2 S (S a power of two)
+        per_lane = uint32(tile >> sh)  # tile / S, a multiple of 4 (Plan.stage_len)
         b = b_first
         jj = jj_first
         rb = uint32(0)
@@ -169,25 +192,32 @@ def _make_forward(w_shared):
                 if nrows > rows:
                     nrows = rows
             if w_shared:
-                w = uint32(uint32(uint32(4) * uint32(jj * H)) + uint32(uint32(4) * lane))
-                w_step = uint32(uint32(4) * S)   # smem[(jj*H + k)*4 + g]
+                # the lane-major slice: (jj*Hp + lane*(Hp/S) + i)*4 + g; per tile 4*(tile/S)
+                w = uint32(uint32(4) * uint32(uint32(jj * Hp) + uint32(lane * uint32(Hp >> sh))))
+                w_step = uint32(uint32(4) * per_lane)
             else:
                 w = uint32(uint32(j * H) + lane)  # W_hh[(g*H + j)*H + k] = d_w[g*H*H + j*H + k]
                 w_step = S
-            hb = uint32(stage + uint32(uint32(b - rb) * tile))
+            # this lane's h in the stage: stage + (b - rb)*tile + lane*(tile/S), a multiple of 4
+            z = uint32(uint32(stage + uint32(uint32(b - rb) * tile)) + uint32(lane * per_lane))
             k0 = uint32(0)
             while k0 < H:  # the same trip count in every thread
                 klen = uint32(H - k0)
                 if klen > tile:
                     klen = tile
                 cuda.syncthreads()  # (A) see above
-                stage_rows(d_h0, d_y, t, smem, stage, tile, rb, nrows, k0, klen,
-                           st_r, st_c, st_q, st_s)
+                stage_rows(d_h0, d_y, t, smem, stage, tile, per_lane, S, sh, rb, nrows, k0,
+                           klen, st_r, st_c, st_q, st_s)
                 cuda.syncthreads()  # (B) see above
-                if active:
-                    # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k]
-                    acc_i, acc_f, acc_g, acc_o, w = dot4(d_w, w, w_step, gate, smem, hb, lane,
-                                                         klen, S, acc_i, acc_f, acc_g, acc_o)
+                if active and lane < klen:
+                    # z[gate, b, j] += W_hh[gate*H + j, k] * h_{t-1}[b, k], this lane's cnt k
+                    cnt = uint32(uint32(uint32(klen - lane) + S - uint32(1)) >> sh)
+                    acc_i, acc_f, acc_g, acc_o, w_next = dot4(d_w, w, w_step, gate, smem, z, cnt,
+                                                              acc_i, acc_f, acc_g, acc_o)
+                    if w_shared:
+                        w = uint32(w + w_step)
+                    else:
+                        w = w_next
                 k0 = uint32(k0 + tile)
             if S > uint32(1):
                 # Tree sum over the S lanes of this pair through shared memory, a fixed
@@ -289,7 +319,7 @@ def _make_forward(w_shared):
         ew.copy_block_units(d_h0, d_hn, j0, U)
         ew.copy_block_units(d_c0, d_cn, j0, U)
         if w_shared:
-            _load_forward_slice(d_w, smem, j0, U, H)
+            _load_forward_slice(d_w, smem, j0, U, H, S)
         cuda.syncthreads()  # the state and the W_hh slice are in place for every thread
         t = uint32(0)
         while t < T:
@@ -342,7 +372,7 @@ def _forward_step_kernel(d_zx, d_w, d_h0, d_c0, d_y, d_hn, d_cn, d_gates, d_cell
             cuda.syncthreads()
         if use_shared:
             cuda.syncthreads()  # the previous slice's reads are done
-            _load_forward_slice(d_w, smem, j0, U, H)
+            _load_forward_slice(d_w, smem, j0, U, H, S)
             cuda.syncthreads()
             _step_shared(t, n_t, d_zx, smem, d_h0, d_y, d_hn, d_cn, d_gates, d_cells, training,
                          j0, U, S, lane, slot, b_first, jj_first, q_u, r_u, smem, red,

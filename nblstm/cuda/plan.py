@@ -16,8 +16,9 @@ where A is the number of accumulators per thread (4 forward, 1 backward). The
 stage holds the vector the dot products read, h_{t-1} (forward, length H) or
 dz_{t+1} (backward, length 4H), of the R rows one round of pairs touches
 (R = min(B, (slots + U - 2) // U + 1) with slots = threads / S), one k-tile of
-L elements at a time: L is the whole vector where it fits the budget, else the
-largest multiple of 4 S that does, and at least 4 S (so a tile starts at a
+L elements at a time: L is the whole vector where it fits half of the budget left
+beside the slice and the scratch, else the largest multiple of 4 S that does, and at
+least 4 S (so a tile starts at a
 multiple of S and every lane's k sequence is unchanged). The slice is left out,
 and W_hh read from global memory, when it does not fit ``config.shared_bytes``
 beside the scratch and the smallest stage. The scratch and the smallest stage
@@ -219,11 +220,18 @@ def _layout(units, H, B, itemsize, accumulators, threads_max, u_shared):
     length = 4 * H // accumulators  # the dot's length: H forward (4 sums), 4H backward (1)
     quantum = 4 * lanes
     budget = config.shared_bytes // itemsize
+    # each unit's rows (forward: 4 gates by H) or column (backward: 4H) of W_hh lane-major,
+    # k padded to a multiple of 4 S
+    slice_len = 4 * _round_up(H, quantum) if accumulators == 4 else _round_up(4 * H, quantum)
     w_shared = (units <= u_shared
-                and _round_up(4 * units * H + scratch, 4) + rows * quantum <= budget)
-    red_offset = 4 * units * H if w_shared else 0
+                and _round_up(units * slice_len + scratch, 4) + rows * quantum <= budget)
+    red_offset = units * slice_len if w_shared else 0
     stage_offset = _round_up(red_offset + scratch, 4)
-    room = (budget - stage_offset) // rows // quantum * quantum
+    # at most half of what is left: a stage filling the budget would leave no room for the
+    # kernel's static shared memory (over 48 KiB no block launches) and would cut the
+    # blocks resident per SM, which the cooperative grid needs, for little gain (a larger
+    # tile only saves barriers)
+    room = (budget - stage_offset) // 2 // rows // quantum * quantum
     stage_len = max(quantum, min(_round_up(length, quantum), room))
     shared_bytes = (stage_offset + rows * stage_len) * itemsize
     return Plan(units, lanes, blocks, threads, shared_bytes, w_shared, red_offset, False,
