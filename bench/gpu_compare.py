@@ -183,9 +183,10 @@ def _fwd_args(B, T, H):
 
     def make(p):
         d = lambda *s: cuda.device_array(s, np.float32)  # noqa: E731
-        return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(T, B, H), d(B, H), d(B, H),
+        # the arguments of forward._forward_persistent_kernel, in its order
+        return (d(T, B, 4 * H), d(4 * H * H), d(B, H), d(B, H), d(T, B, H), d(B, H), d(B, H),
                 d(T, B, 4 * H), d(T, B, H), True, cuda.to_device(np.zeros(T + 1, np.int64)),
-                p.units, p.lanes, p.w_shared, p.red_offset)
+                p.units, p.lanes, p.w_shared, p.red_offset, p.stage_offset, p.stage_len)
     return make
 
 

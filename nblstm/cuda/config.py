@@ -38,8 +38,10 @@ class Config(Knobs):
         Target blocks per multiprocessor when ``units_per_block`` is None.
     shared_bytes : int
         Shared memory a block may use for its W_hh slice (4 * units * H
-        elements) and its reduction scratch; where the slice does not fit
-        beside the scratch, the kernels read W_hh from global memory (L2).
+        elements), its reduction scratch and the staged h_{t-1} (forward) or
+        dz_{t+1} (backward), in tiles of at most half of what is left; where
+        the slice does not fit beside the scratch and the smallest tile, the
+        kernels read W_hh from global memory (L2).
         48 KiB is the most a kernel gets without an opt-in attribute, which
         numba-cuda does not expose.
     persistent : bool
