@@ -102,6 +102,8 @@ def test_every_public_name_in_the_docs_works_right_after_import():
     public = sorted(n for n in names if not any(part.startswith("_") for part in n.split(".")))
     if importlib.util.find_spec("dask") is None:
         public = [n for n in public if not n.startswith("nblstm.dask")]   # the dask extra
+    if importlib.util.find_spec("sklearn") is None:
+        public = [n for n in public if not n.startswith("nblstm.sklearn")]   # the sklearn extra
     if importlib.util.find_spec("numba_cuda") is None:
         # nblstm.cuda's modules import numba-cuda (the cuda extra); the package itself must not
         public = [n for n in public if n.count(".") < 2 or not n.startswith("nblstm.cuda.")
